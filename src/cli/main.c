@@ -1,0 +1,59 @@
+/*
+ * main.c - the cloudmount command: dispatch to a subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "ls", cmd_ls, "list objects and prefixes" },
+	{ "cat", cmd_cat, "write an object to standard output" },
+	{ "cp", cmd_cp, "copy a file to or from a bucket (multipart, parallel, progress)" },
+	{ "du", cmd_du, "total size and object count of a bucket or prefix" },
+	{ "rm", cmd_rm, "delete an object, or everything under a prefix with -r" },
+	{ "stat", cmd_stat, "show an object's attributes, or check that a bucket is reachable" },
+	{ "presign", cmd_presign, "print a presigned URL for an object" },
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: cloudmount COMMAND [ARGS] [OPTIONS]\n\nCommands:\n");
+	for (const struct command *c = commands; c->name; c++)
+		fprintf(out, "  %-9s %s\n", c->name, c->summary);
+	fprintf(out, "\n'cloudmount COMMAND --help' describes a command and its options.\n"
+		     "Credentials and settings are found as awscli finds them (AWS_* variables,\n"
+		     "--profile, ~/.aws/credentials and ~/.aws/config, credential_process).\n\n"
+		     "Exit codes: 0 ok, 1 failure, 2 bad usage or URL, 3 no credentials or bad config,\n"
+		     "4 refused (access denied, wrong secret, clock skew), 5 no such bucket or key,\n"
+		     "6 endpoint unreachable, timed out or TLS failure.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return CLI_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("cloudmount %s\n", CM_VERSION);
+		return CLI_OK;
+	}
+	for (const struct command *c = commands; c->name; c++)
+		if (!strcmp(argv[1], c->name))
+			return c->run(argc - 2, argv + 2);
+	fprintf(stderr, "cloudmount: unknown command \"%s\"\n", argv[1]);
+	usage(stderr);
+	return CLI_USAGE;
+}
