@@ -317,6 +317,8 @@ static void start_attempt(struct http_engine *eng, struct http_request *req)
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* S3 keys may hold "./" and "../": send the path exactly as signed */
+	curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
 	if (eng->ca_bundle)
 		curl_easy_setopt(easy, CURLOPT_CAINFO, eng->ca_bundle);
 	if (eng->opts.insecure) {

@@ -64,6 +64,7 @@ struct s3_call {
 	char *if_match;                 /* the first answer's ETag, pinned for resumes */
 	int sink_failed;
 	int sink_full;                  /* got every byte asked for; the rest is dropped */
+	int idempotent_post;            /* a POST that may be sent again (DeleteObjects) */
 	struct cm_err cred_err;
 };
 
@@ -586,7 +587,7 @@ static enum cm_status call_run(struct s3_call *call, struct http_request *req, s
 	if (st != CM_OK)
 		goto out_free;
 	req->method = call->method;
-	req->idempotent = strcmp(call->method, "POST") != 0;
+	req->idempotent = strcmp(call->method, "POST") != 0 || call->idempotent_post;
 	req->prepare = call_prepare;
 	req->classify = call_classify;
 	req->ctx = call;
@@ -1023,8 +1024,9 @@ enum cm_status s3_delete_objects(struct s3_client *c, const char *bucket, const 
 	call.body = &body;
 	call_add_header(&call, "Content-Type", "application/xml");
 	call_add_header(&call, "Content-MD5", md5_b64);
+	/* DeleteObjects is idempotent although it is a POST: retry it on 5xx */
+	call.idempotent_post = 1;
 	st = call_run(&call, &req, err);
-	/* DeleteObjects is idempotent although it is a POST */
 	if (st == CM_OK)
 		st = s3_xml_parse_delete_result(req.body.data, req.body.len, out, err);
 	http_request_release(&req);

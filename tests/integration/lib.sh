@@ -1,0 +1,106 @@
+# lib.sh - shared helpers for the integration tests (sourced, bash).
+#
+# A test script sources this file, runs `it "what is checked" COMMAND...` or
+# `check "what" CONDITION-COMMAND...` for each case, and ends with `finish`,
+# which prints "SCRIPT: N passed, N failed" (the line scripts/test adds up) and
+# exits non-zero if anything failed.
+#
+# The server under test is described by the environment that
+# tests/servers/*.sh wrote (S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY,
+# S3_REGION, S3_SERVER, and for radosgw S3_TLS_ENDPOINT, S3_CA_BUNDLE);
+# CLOUDMOUNT is the binary under test. Secrets must never be printed: `scrub`
+# filters a command's output through sed to hide them before it is shown.
+
+set -u
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+PASSED=0
+FAILED=0
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CLOUDMOUNT=${CLOUDMOUNT:-$ROOT/build/src/cloudmount}
+AWS=/usr/bin/aws
+PY=/usr/bin/python3
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cm-${TEST_NAME}.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+: "${S3_ENDPOINT:?run under tests/integration/run.sh (no server environment)}"
+export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+export AWS_DEFAULT_REGION=${S3_REGION:-us-east-1} AWS_REGION=${S3_REGION:-us-east-1}
+export AWS_EC2_METADATA_DISABLED=true AWS_PAGER=""
+# keep the user's ~/.aws out of the tests
+export AWS_CONFIG_FILE=$WORK/aws-config AWS_SHARED_CREDENTIALS_FILE=$WORK/aws-credentials
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_CA_BUNDLE AWS_ENDPOINT_URL
+
+# Hide secrets in whatever passes through.
+scrub() {
+	sed -e "s#${S3_SECRET_KEY//#/\\#}#<secret>#g"
+}
+
+# awscli against the server under test.
+awsx() {
+	"$AWS" --endpoint-url "$S3_ENDPOINT" "$@"
+}
+
+# cloudmount against the server under test (path-style, as local servers need).
+cm() {
+	"$CLOUDMOUNT" "$@" --endpoint "$S3_ENDPOINT" --path-style
+}
+
+# A fresh bucket name for this test (3-63 chars, lower case).
+new_bucket() {
+	local b="cm-${TEST_NAME//_/-}-$RANDOM$RANDOM"
+	b=${b:0:50}
+	awsx s3api create-bucket --bucket "$b" >/dev/null 2>&1 || { echo "cannot create bucket $b" >&2; return 1; }
+	echo "$b"
+}
+
+_record() {
+	if [ "$1" = 0 ]; then
+		PASSED=$((PASSED + 1))
+		echo "ok - $2"
+	else
+		FAILED=$((FAILED + 1))
+		echo "not ok - $2"
+		if [ -s "$WORK/last.out" ]; then
+			sed -e 's/^/#   /' "$WORK/last.out" | tail -n 20 | scrub
+		fi
+	fi
+}
+
+# it "description" command...: passes if the command exits 0. Output is kept
+# in $WORK/last.out and shown (scrubbed) on failure.
+it() {
+	local what=$1
+	shift
+	"$@" >"$WORK/last.out" 2>&1
+	_record $? "$what"
+}
+
+# expect_exit CODE "description" command...: passes if the command exits CODE.
+expect_exit() {
+	local code=$1 what=$2 rc
+	shift 2
+	"$@" >"$WORK/last.out" 2>&1
+	rc=$?
+	if [ "$rc" != "$code" ]; then
+		echo "# exit $rc, wanted $code" >>"$WORK/last.out"
+		_record 1 "$what"
+	else
+		_record 0 "$what"
+	fi
+}
+
+# out_has "description" PATTERN: the last command's output matches PATTERN (grep -E).
+out_has() {
+	grep -Eq -- "$2" "$WORK/last.out"
+	_record $? "$1"
+}
+
+# skip "description" "reason": counted neither way, but said.
+skip() {
+	echo "ok - $1 # SKIP $2"
+}
+
+finish() {
+	echo "$TEST_NAME[$S3_SERVER]: $PASSED passed, $FAILED failed"
+	[ "$FAILED" = 0 ]
+}
