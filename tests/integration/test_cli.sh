@@ -69,6 +69,18 @@ expect_exit 1 "awscli no longer finds it" sh -c "'$AWS' --endpoint-url '$S3_ENDP
 it "rm -r deletes a prefix" cm rm -r "s3://$bucket/dir/"
 it "nothing is left under dir/" sh -c "test \"\$('$AWS' --endpoint-url '$S3_ENDPOINT' s3api list-objects-v2 --bucket '$bucket' --prefix dir/ --query 'length(Contents || \`[]\`)' --output text)\" = 0"
 
+# virtual-hosted addressing: bucket.s3.localhost (curl resolves *.localhost to
+# loopback; both servers are started with s3.localhost as their domain)
+port=${S3_ENDPOINT##*:}
+it "virtual-hosted cp works" "$CLOUDMOUNT" cp "$WORK/empty" "s3://$bucket/vhost.txt" --endpoint "http://s3.localhost:$port" --virtual-hosted
+it "awscli (path-style) sees the virtual-hosted upload" awsx s3api head-object --bucket "$bucket" --key vhost.txt
+it "virtual-hosted ls lists it" "$CLOUDMOUNT" ls "s3://$bucket/" --endpoint "http://s3.localhost:$port" --virtual-hosted
+out_has "vhost listing has the key" ' vhost.txt$'
+
+# a progress bar on a terminal (script(1) gives the command a pty)
+it "cp shows a progress bar on a terminal" script -qec "'$CLOUDMOUNT' cp '$WORK/big.bin' 's3://$bucket/tty.bin' --endpoint '$S3_ENDPOINT' --path-style" /dev/null
+out_has "the bar has percent, rate and ETA" '100%.*/s +ETA'
+
 # no progress bar when stderr is not a terminal
 it "cp is quiet when stderr is not a terminal" sh -c "'$CLOUDMOUNT' cp '$WORK/big.bin' 's3://$bucket/q.bin' --endpoint '$S3_ENDPOINT' --path-style 2>'$WORK/err' && ! test -s '$WORK/err'"
 
@@ -129,6 +141,10 @@ if [ "$S3_SERVER" = radosgw ]; then
 	keep
 	expect_exit 4 "an unknown access key exits 4" env AWS_ACCESS_KEY_ID=NOSUCHKEY "$CLOUDMOUNT" ls "s3://$bucket/" --endpoint "$S3_ENDPOINT" --path-style
 	out_has "unknown key says InvalidAccessKeyId" 'InvalidAccessKeyId'
+	# a clock two hours off (libfaketime) is refused by the server as such
+	expect_exit 4 "a skewed clock exits 4" faketime -f '+2h' "$CLOUDMOUNT" ls "s3://$bucket/" --endpoint "$S3_ENDPOINT" --path-style
+	out_has "skew is named" 'RequestTimeTooSkewed'
+	out_has "skew hint says to fix the clock" 'clock'
 	# HTTPS with the CA the server script made
 	expect_exit 6 "HTTPS without the CA is refused (exit 6)" "$CLOUDMOUNT" du "s3://$bucket" --endpoint "$S3_TLS_ENDPOINT" --path-style
 	out_has "TLS failure says so" 'TLS|certificate'

@@ -194,6 +194,7 @@ osd_memory_target = 1073741824
 rgw_data = $D/rgw
 admin_socket = \$run_dir/\$name.asok
 rgw_frontends = beast endpoint=127.0.0.1:$HTTP_PORT ssl_endpoint=127.0.0.1:$HTTPS_PORT ssl_certificate=$D/cert.pem ssl_private_key=$D/key.pem tcp_nodelay=1
+rgw_dns_name = s3.localhost
 rgw_gc_obj_min_wait = 30
 rgw_gc_processor_period = 30
 rgw_enable_usage_log = false

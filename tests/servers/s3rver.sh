@@ -74,7 +74,7 @@ cmd_start() {
         # setsid: own session, so the terminal's ^C does not reach it; the wrapper shell
         # writes its pid and execs node, so the pid is node's.
         NODE_OPTIONS=--openssl-legacy-provider setsid bash -c 'echo $$ >"$0"; exec "$@"' "$dir/s3rver.pid.tmp" \
-            node "$S3RVER_JS" --directory "$dir/data" --address 127.0.0.1 --port "$port" --silent \
+            node "$S3RVER_JS" --directory "$dir/data" --address 127.0.0.1 --port "$port" --service-endpoint localhost --silent \
             </dev/null >>"$dir/s3rver.log" 2>&1 &
         for ((i = 0; i < 50; i++)); do [ -s "$dir/s3rver.pid.tmp" ] && break; sleep 0.02; done
         pid=$(cat "$dir/s3rver.pid.tmp"); rm -f "$dir/s3rver.pid.tmp"
