@@ -505,6 +505,13 @@ static void *engine_main(void *arg)
 			if (msg->msg == CURLMSG_DONE)
 				attempt_done(eng, msg->easy_handle, msg->data.result);
 		}
+		/* retries scheduled just now must wake us on time, not after a full poll */
+		now = now_ms();
+		for (req = eng->delayed; req; req = req->next_) {
+			int64_t left = req->due_ms_ - now;
+			if (left < wait_ms)
+				wait_ms = left;
+		}
 		curl_multi_poll(eng->multi, NULL, 0, (int)(wait_ms > 0 ? wait_ms : 1), NULL);
 	}
 	return NULL;

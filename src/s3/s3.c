@@ -784,6 +784,8 @@ enum cm_status s3_mpu_create(struct s3_client *c, const char *bucket, const char
 	*upload_id = NULL;
 	call_init(&call, c, "POST", bucket, key);
 	call.query = "uploads=";
+	/* sending it twice costs at most an orphan upload, which the clean-up finds */
+	call.idempotent_post = 1;
 	add_put_headers(&call, opts, names);
 	st = call_run(&call, &req, err);
 	if (st == CM_OK)
@@ -891,9 +893,34 @@ enum cm_status s3_mpu_complete(struct s3_client *c, const char *bucket, const ch
 	body.len = len;
 	call.body = &body;
 	call_add_header(&call, "Content-Type", "application/xml");
+	/* AWS asks clients to retry Complete on 500; a retry after a lost answer
+	 * finds the upload gone (below) */
+	call.idempotent_post = 1;
 	st = call_run(&call, &req, err);
 	if (st == CM_OK)
 		st = s3_xml_parse_etag_result(req.body.data, req.body.len, &e, NULL, err);
+	if (st == CM_E_NOT_FOUND && req.attempts > 1) {
+		/*
+		 * An earlier attempt may have completed the upload and lost its answer.
+		 * The object is there with this many parts if so.
+		 */
+		struct s3_object_head h;
+		struct cm_err herr;
+		char suffix[24];
+		snprintf(suffix, sizeof(suffix), "-%zu", n_parts);
+		if (s3_head_object(c, bucket, key, &h, &herr) == CM_OK) {
+			size_t el = strlen(h.etag), sl = strlen(suffix);
+			if (el > sl && strcmp(h.etag + el - sl, suffix) == 0) {
+				log_info("s3: CompleteMultipartUpload of %s was retried after a lost answer; "
+					 "the object is complete", key);
+				free(e);
+				e = xstrdup(h.etag);
+				st = CM_OK;
+				cm_err_clear(err);
+			}
+			s3_object_head_release(&h);
+		}
+	}
 	if (st == CM_OK && etag)
 		*etag = e;
 	else
