@@ -100,6 +100,7 @@ struct truncating_sink {
 	s3_sink_fn sink;
 	void *ctx;
 	uint64_t budget;        /* bytes to let through before the "reset" */
+	uint64_t delivered;     /* bytes the caller's sink accepted */
 	int cut;
 };
 
@@ -110,12 +111,16 @@ static int truncating_sink_fn(void *ctx, const char *data, size_t len)
 	if (len > t->budget) {
 		if (t->budget && t->sink(t->ctx, data, (size_t)t->budget) != 0)
 			return -1;
+		t->delivered += t->budget;
 		t->budget = 0;
 		t->cut = 1;
 		return -1;
 	}
+	if (t->sink(t->ctx, data, len) != 0)
+		return -1;
 	t->budget -= len;
-	return t->sink(t->ctx, data, len);
+	t->delivered += len;
+	return 0;
 }
 
 static enum cm_status f_get(struct store *s, const char *key, uint64_t offset, uint64_t length,
@@ -123,7 +128,7 @@ static enum cm_status f_get(struct store *s, const char *key, uint64_t offset, u
 			    struct cm_err *err)
 {
 	struct fault_store *f = ctx_of(s);
-	struct truncating_sink t = { sink, ctx, 0, 0 };
+	struct truncating_sink t = { sink, ctx, 0, 0, 0 };
 	enum cm_status st = inject(s, STORE_OP_GET, err);
 	int truncate;
 
@@ -143,6 +148,8 @@ static enum cm_status f_get(struct store *s, const char *key, uint64_t offset, u
 	if (t.cut) {
 		if (head)
 			s3_object_head_release(head);
+		if (got)
+			*got = t.delivered;     /* the store below counts only whole chunks */
 		pthread_mutex_lock(&f->lock);
 		f->injected++;
 		pthread_mutex_unlock(&f->lock);

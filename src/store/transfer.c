@@ -68,6 +68,26 @@ void membudget_release(struct membudget *b, uint64_t n)
 	pthread_mutex_unlock(&b->lock);
 }
 
+/*
+ * Take n bytes if membudget_acquire would take them without waiting. For a
+ * caller that already holds budget it can only give back itself (the
+ * downloader's window): waiting there could wait forever.
+ */
+static int membudget_try_acquire(struct membudget *b, uint64_t n)
+{
+	int ok;
+
+	pthread_mutex_lock(&b->lock);
+	ok = !b->used || b->used + n <= b->limit;
+	if (ok) {
+		b->used += n;
+		if (b->used > b->peak)
+			b->peak = b->used;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return ok;
+}
+
 uint64_t membudget_used(struct membudget *b)
 {
 	uint64_t n;
@@ -393,6 +413,7 @@ void uploader_abort(struct uploader *u)
 {
 	struct cm_err err;
 
+	cm_err_clear(&err);     /* first_err is handed to callers whole */
 	cm_err_set(&err, CM_E_CANCELLED, "upload abandoned");
 	set_error(u, &err);
 	wait_idle(u);
@@ -501,7 +522,7 @@ enum cm_status download_to_sink(struct store *s, const char *key, uint64_t size,
 	struct dl dl = { .store = s, .key = key };
 	uint64_t next_offset = 0, delivered = 0;
 	enum cm_status st = CM_OK;
-	int head = 0;
+	int head = 0, held = 0; /* held: busy slots, each holding its len of the budget */
 
 	cm_err_clear(err);
 	pthread_mutex_init(&dl.lock, NULL);
@@ -516,7 +537,15 @@ enum cm_status download_to_sink(struct store *s, const char *key, uint64_t size,
 			memset(slot, 0, sizeof(*slot));
 			slot->offset = next_offset;
 			slot->len = (size_t)(size - next_offset < part ? size - next_offset : part);
-			membudget_acquire(opts->budget, slot->len);
+			/*
+			 * Only this thread gives back what the busy slots hold, so wait
+			 * for memory only when none is busy; otherwise make do with a
+			 * smaller window until the head part is delivered.
+			 */
+			if (!held)
+				membudget_acquire(opts->budget, slot->len);
+			else if (!membudget_try_acquire(opts->budget, slot->len))
+				break;
 			slot->data = malloc(slot->len);
 			if (!slot->data) {
 				membudget_release(opts->budget, slot->len);
@@ -524,6 +553,7 @@ enum cm_status download_to_sink(struct store *s, const char *key, uint64_t size,
 				break;
 			}
 			slot->busy = 1;
+			held++;
 			next_offset += slot->len;
 			job = xcalloc(1, sizeof(*job));
 			job->dl = &dl;
@@ -558,6 +588,7 @@ enum cm_status download_to_sink(struct store *s, const char *key, uint64_t size,
 		membudget_release(opts->budget, slots[head].len);
 		slots[head].data = NULL;
 		slots[head].busy = 0;
+		held--;
 		head = (head + 1) % n_slots;
 	}
 	pthread_cond_destroy(&dl.cond);
