@@ -109,4 +109,8 @@ int cmd_rm(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_presign(int argc, char **argv);
 
+/* cmd_mount.c */
+int cmd_mount(int argc, char **argv);
+int cmd_unmount(int argc, char **argv);
+
 #endif

@@ -13,6 +13,8 @@ struct command {
 };
 
 static const struct command commands[] = {
+	{ "mount", cmd_mount, "mount a bucket as a folder (returns once it is up)" },
+	{ "unmount", cmd_unmount, "unmount a folder (files being written are committed first)" },
 	{ "ls", cmd_ls, "list objects and prefixes" },
 	{ "cat", cmd_cat, "write an object to standard output" },
 	{ "cp", cmd_cp, "copy a file to or from a bucket (multipart, parallel, progress)" },
@@ -53,6 +55,11 @@ int main(int argc, char **argv)
 	for (const struct command *c = commands; c->name; c++)
 		if (!strcmp(argv[1], c->name))
 			return c->run(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "umount"))
+		return cmd_unmount(argc - 2, argv + 2);
+	/* mount(8) through mount.fuse3 runs "cloudmount SOURCE DIR -o OPTIONS" */
+	if (!strncmp(argv[1], "s3://", 5))
+		return cmd_mount(argc - 1, argv + 1);
 	fprintf(stderr, "cloudmount: unknown command \"%s\"\n", argv[1]);
 	usage(stderr);
 	return CLI_USAGE;

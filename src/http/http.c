@@ -276,6 +276,19 @@ static void complete(struct http_engine *eng, struct http_request *req)
 	req->done(req);
 }
 
+static int method_index(const char *m)
+{
+	if (!strcmp(m, "HEAD"))
+		return HTTP_M_HEAD;
+	if (!strcmp(m, "PUT"))
+		return HTTP_M_PUT;
+	if (!strcmp(m, "POST"))
+		return HTTP_M_POST;
+	if (!strcmp(m, "DELETE"))
+		return HTTP_M_DELETE;
+	return HTTP_M_GET;
+}
+
 /* Start one attempt of req: prepare, configure an easy handle, add it. */
 static void start_attempt(struct http_engine *eng, struct http_request *req)
 {
@@ -351,6 +364,7 @@ static void start_attempt(struct http_engine *eng, struct http_request *req)
 
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.requests++;
+	eng->stats.by_method[method_index(req->method)]++;
 	if (req->attempts > 1)
 		eng->stats.retries++;
 	pthread_mutex_unlock(&eng->lock);

@@ -51,7 +51,10 @@ struct http_stats {
 	uint64_t bytes_up;
 	uint64_t bytes_down;
 	uint64_t in_flight;
+	uint64_t by_method[5];          /* attempts: GET, HEAD, PUT, POST, DELETE */
 };
+
+enum { HTTP_M_GET = 0, HTTP_M_HEAD, HTTP_M_PUT, HTTP_M_POST, HTTP_M_DELETE };
 
 /* Returns NULL on failure (curl could not be initialised). */
 struct http_engine *http_engine_create(const struct http_engine_opts *opts);

@@ -1,0 +1,658 @@
+/*
+ * cmd_mount.c - `cloudmount mount` and `cloudmount unmount`.
+ *
+ * mount checks what it can in the foreground (the mount point, FUSE, the
+ * options), then forks: the child sets up the S3 client, checks that the
+ * bucket answers, mounts, and only then tells the parent, through a pipe, that
+ * all is well (or the exit code of what failed: the child's messages went to
+ * the terminal already). So `cloudmount mount` returns once the mount is up,
+ * and start-up errors reach the terminal, as ARCHITECTURE.md asks. With -f it
+ * stays in the foreground.
+ *
+ * SIGTERM and SIGINT end the FUSE loop; files still being written are then
+ * committed before the process unmounts and exits.
+ *
+ * The form mount(8) uses through mount.fuse3 (`cloudmount s3://BUCKET DIR -o
+ * OPTS`) is accepted too: fstab-only options (auto, noauto, user, nouser,
+ * users, _netdev, nofail, defaults, x-*) are dropped quietly.
+ */
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "fs/fs.h"
+
+struct mount_opts {
+	struct cli_conn_opts conn;
+	const char *source;
+	const char *dir;
+	int foreground;
+	int read_only;
+	double ttl;
+	long uid, gid;
+	long file_mode, dir_mode;
+	const char *cache_dir;
+	uint64_t cache_limit;
+	const char *log_file;
+	const char *stats_file;
+	struct buf fuse_opts;           /* -o options passed on to FUSE */
+	int nonempty;
+	uint64_t copy_threshold;
+};
+
+static const char mount_usage[] =
+	"usage: cloudmount mount s3://BUCKET[/PREFIX] DIR [options]\n"
+	"Mount a bucket (or a prefix of it) on DIR. Returns once the mount is up.\n"
+	"  -f, --foreground         stay in the foreground (logs to stderr)\n"
+	"  --read-only              refuse every change\n"
+	"  --metadata-ttl SECONDS   trust cached attributes and listings this long (default 1; 0: always ask)\n"
+	"  --uid N, --gid N         owner of objects that carry none (default: yours)\n"
+	"  --file-mode OCTAL        permissions of files that carry none (default 0644)\n"
+	"  --dir-mode OCTAL         permissions of directories that carry none (default 0755)\n"
+	"  --cache-dir DIR          staging files for random writes (default ~/.cache/cloudmount)\n"
+	"  --cache-limit SIZE       disk the staging files may use (default 10G)\n"
+	"  --log-file FILE          where a background mount logs (default ~/.cache/cloudmount/BUCKET.log)\n"
+	"  --stats-file FILE        write request and cache counters there as JSON twice a second\n"
+	"  -o OPT[,OPT...]          FUSE options (allow_other, ...) and the above as ro, uid=, gid=,\n"
+	"                           file_mode=, dir_mode=, endpoint=, region=, profile=, path_style\n";
+
+static void fuse_opt_add(struct mount_opts *m, const char *opt)
+{
+	if (m->fuse_opts.len)
+		buf_putc(&m->fuse_opts, ',');
+	buf_puts(&m->fuse_opts, opt);
+}
+
+static int parse_octal(const char *s, long *out)
+{
+	char *end;
+	long v = strtol(s, &end, 8);
+	if (!*s || *end || v < 0 || v > 07777)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_long(const char *s, long *out)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* One option of a -o list. Returns 0, or -1 after a message. */
+static int mount_o_option(struct mount_opts *m, char *opt)
+{
+	char *eq = strchr(opt, '=');
+	const char *val = eq ? eq + 1 : NULL;
+	static const char *const dropped[] = { "auto", "noauto", "user", "nouser", "users", "_netdev",
+					       "nofail", "defaults", "rw", "dev", "suid", "exec",
+					       "nodev", "nosuid", "noexec", "async", NULL };
+
+	for (int i = 0; dropped[i]; i++)
+		if (!strcmp(opt, dropped[i]))
+			return 0;
+	if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8))
+		return 0;
+	if (!strcmp(opt, "ro")) {
+		m->read_only = 1;
+		return 0;
+	}
+	if (!strcmp(opt, "nonempty")) {
+		m->nonempty = 1;
+		return 0;
+	}
+	if (!strcmp(opt, "path_style") || !strcmp(opt, "use_path_request_style")) {
+		m->conn.addressing = S3_ADDR_PATH;
+		return 0;
+	}
+	if (eq) {
+		*eq = '\0';
+		if (!strcmp(opt, "uid") || !strcmp(opt, "gid")) {
+			if (parse_long(val, !strcmp(opt, "uid") ? &m->uid : &m->gid) < 0)
+				goto bad;
+			return 0;
+		}
+		if (!strcmp(opt, "file_mode") || !strcmp(opt, "dir_mode")) {
+			if (parse_octal(val, !strcmp(opt, "file_mode") ? &m->file_mode : &m->dir_mode) < 0)
+				goto bad;
+			return 0;
+		}
+		if (!strcmp(opt, "endpoint") || !strcmp(opt, "url")) {
+			m->conn.endpoint = xstrdup(val);
+			return 0;
+		}
+		if (!strcmp(opt, "region")) {
+			m->conn.region = xstrdup(val);
+			return 0;
+		}
+		if (!strcmp(opt, "profile")) {
+			m->conn.profile = xstrdup(val);
+			return 0;
+		}
+		if (!strcmp(opt, "metadata_ttl")) {
+			m->ttl = strtod(val, NULL);
+			return 0;
+		}
+		*eq = '=';
+	}
+	fuse_opt_add(m, opt);
+	return 0;
+bad:
+	fprintf(stderr, "cloudmount: -o %s=%s: bad value\n", opt, val);
+	return -1;
+}
+
+static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
+{
+	const char *pos[2];
+	int n_pos = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		int rc;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			printf("%s\n%s", mount_usage, cli_conn_help);
+			exit(0);
+		}
+		if (!strcmp(a, "-f") || !strcmp(a, "--foreground")) {
+			m->foreground = 1;
+			continue;
+		}
+		if (!strcmp(a, "--read-only")) {
+			m->read_only = 1;
+			continue;
+		}
+		if (!strcmp(a, "-o") || !strncmp(a, "-o", 2)) {
+			char *list, *save = NULL, *tok;
+			const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!v) {
+				fprintf(stderr, "cloudmount: -o needs options\n");
+				return -1;
+			}
+			list = xstrdup(v);
+			for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				if (mount_o_option(m, tok) < 0) {
+					free(list);
+					return -1;
+				}
+			}
+			free(list);
+			continue;
+		}
+		if (i + 1 < argc && (!strcmp(a, "--metadata-ttl") || !strcmp(a, "--uid") || !strcmp(a, "--gid") ||
+				     !strcmp(a, "--file-mode") || !strcmp(a, "--dir-mode") ||
+				     !strcmp(a, "--cache-dir") || !strcmp(a, "--cache-limit") ||
+				     !strcmp(a, "--log-file") || !strcmp(a, "--stats-file") ||
+				     !strcmp(a, "--copy-threshold"))) {
+			const char *v = argv[++i];
+			int bad = 0;
+			if (!strcmp(a, "--metadata-ttl")) {
+				char *end;
+				m->ttl = strtod(v, &end);
+				bad = *end || m->ttl < 0;
+			} else if (!strcmp(a, "--uid")) {
+				bad = parse_long(v, &m->uid) < 0;
+			} else if (!strcmp(a, "--gid")) {
+				bad = parse_long(v, &m->gid) < 0;
+			} else if (!strcmp(a, "--file-mode")) {
+				bad = parse_octal(v, &m->file_mode) < 0;
+			} else if (!strcmp(a, "--dir-mode")) {
+				bad = parse_octal(v, &m->dir_mode) < 0;
+			} else if (!strcmp(a, "--cache-dir")) {
+				m->cache_dir = v;
+			} else if (!strcmp(a, "--cache-limit")) {
+				bad = util_parse_size(v, &m->cache_limit) < 0;
+			} else if (!strcmp(a, "--copy-threshold")) {
+				bad = util_parse_size(v, &m->copy_threshold) < 0;
+			} else if (!strcmp(a, "--log-file")) {
+				m->log_file = v;
+			} else {
+				m->stats_file = v;
+			}
+			if (bad) {
+				fprintf(stderr, "cloudmount: %s: bad value \"%s\"\n", a, v);
+				return -1;
+			}
+			continue;
+		}
+		rc = cli_conn_opt(&m->conn, argc, argv, &i);
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			continue;
+		if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "cloudmount: unknown option %s\n%s", a, mount_usage);
+			return -1;
+		}
+		if (n_pos == 2) {
+			fprintf(stderr, "cloudmount: too many arguments\n%s", mount_usage);
+			return -1;
+		}
+		pos[n_pos++] = a;
+	}
+	if (n_pos != 2) {
+		fprintf(stderr, "%s", mount_usage);
+		return -1;
+	}
+	m->source = pos[0];
+	m->dir = pos[1];
+	return 0;
+}
+
+/* Check the mount point; print the problem and its fix. Returns 0 or an exit code. */
+static int check_mountpoint(const struct mount_opts *m)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+
+	if (stat(m->dir, &st) < 0) {
+		if (errno == ENOTCONN) {
+			fprintf(stderr,
+				"cloudmount: %s: a stale mount (\"Transport endpoint is not connected\"): the process "
+				"serving it has died.\ncloudmount: fix: fusermount3 -u %s   (or: umount -l %s), then mount again\n",
+				m->dir, m->dir, m->dir);
+		} else {
+			fprintf(stderr, "cloudmount: mount point %s: %s\n", m->dir, strerror(errno));
+		}
+		return CLI_USAGE;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "cloudmount: mount point %s is not a directory\n", m->dir);
+		return CLI_USAGE;
+	}
+	if (m->nonempty)
+		return 0;
+	d = opendir(m->dir);
+	if (!d) {
+		fprintf(stderr, "cloudmount: mount point %s: %s\n", m->dir, strerror(errno));
+		return CLI_USAGE;
+	}
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			closedir(d);
+			fprintf(stderr, "cloudmount: mount point %s is not empty (its files would be hidden); "
+					"use an empty directory, or -o nonempty\n", m->dir);
+			return CLI_USAGE;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static int check_fuse(void)
+{
+	if (access("/dev/fuse", R_OK | W_OK) < 0) {
+		fprintf(stderr, "cloudmount: FUSE is not available: /dev/fuse %s.\n"
+				"cloudmount: fix: install fuse3 (apt-get install fuse3) and load the module (modprobe fuse)\n",
+			errno == ENOENT ? "does not exist" : "is not accessible");
+		return CLI_FAIL;
+	}
+	if (geteuid() != 0 && access("/usr/bin/fusermount3", X_OK) < 0 && access("/bin/fusermount3", X_OK) < 0) {
+		fprintf(stderr, "cloudmount: fusermount3 is missing: apt-get install fuse3\n");
+		return CLI_FAIL;
+	}
+	return 0;
+}
+
+/* ---- stats file ---- */
+
+struct stats_writer {
+	const char *path;
+	struct fs *fs;
+	struct http_engine *engine;
+	struct membudget *budget;
+	struct fdata_disk *disk;
+	volatile int stop;
+	pthread_t thread;
+};
+
+static void write_stats(struct stats_writer *w)
+{
+	struct http_stats hs;
+	struct fs_stats fsst;
+	char *tmp = xasprintf("%s.tmp", w->path);
+	FILE *f = fopen(tmp, "w");
+
+	if (!f) {
+		free(tmp);
+		return;
+	}
+	http_engine_stats(w->engine, &hs);
+	fs_get_stats(w->fs, &fsst);
+	fprintf(f,
+		"{\"pid\": %d, \"requests\": %" PRIu64 ", \"retries\": %" PRIu64 ", \"failures\": %" PRIu64
+		", \"bytes_up\": %" PRIu64 ", \"bytes_down\": %" PRIu64 ", \"in_flight\": %" PRIu64
+		", \"get\": %" PRIu64 ", \"head\": %" PRIu64 ", \"put\": %" PRIu64 ", \"post\": %" PRIu64
+		", \"delete\": %" PRIu64 ", \"lookups_remote\": %" PRIu64 ", \"lookups_cached\": %" PRIu64
+		", \"listings\": %" PRIu64 ", \"fs_heads\": %" PRIu64 ", \"commits\": %" PRIu64
+		", \"commit_failures\": %" PRIu64 ", \"skipped_keys\": %" PRIu64 ", \"memory_used\": %" PRIu64
+		", \"memory_peak\": %" PRIu64 ", \"staging_bytes\": %" PRIu64 "}\n",
+		(int)getpid(), hs.requests, hs.retries, hs.failures, hs.bytes_up, hs.bytes_down, hs.in_flight,
+		hs.by_method[HTTP_M_GET], hs.by_method[HTTP_M_HEAD], hs.by_method[HTTP_M_PUT],
+		hs.by_method[HTTP_M_POST], hs.by_method[HTTP_M_DELETE], fsst.lookups_remote, fsst.lookups_cached,
+		fsst.listings, fsst.heads, fsst.commits, fsst.commit_failures, fsst.skipped_keys,
+		membudget_used(w->budget), membudget_peak(w->budget), fdata_disk_used(w->disk));
+	fclose(f);
+	rename(tmp, w->path);
+	free(tmp);
+}
+
+static void *stats_main(void *arg)
+{
+	struct stats_writer *w = arg;
+
+	while (!w->stop) {
+		write_stats(w);
+		usleep(200 * 1000);
+	}
+	write_stats(w);
+	return NULL;
+}
+
+/* ---- mount ---- */
+
+static void report_to_parent(int fd, int code)
+{
+	unsigned char c = (unsigned char)code;
+
+	if (fd >= 0) {
+		if (write(fd, &c, 1) < 0) {
+			/* the parent is gone: nothing to tell */
+		}
+		close(fd);
+	}
+}
+
+static char *default_cache_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+
+	if (xdg && *xdg)
+		return xasprintf("%s/cloudmount", xdg);
+	if (home && *home)
+		return xasprintf("%s/.cache/cloudmount", home);
+	return xstrdup("/tmp/cloudmount-cache");
+}
+
+static void mkdir_p(const char *path, mode_t mode)
+{
+	char *p = xstrdup(path);
+
+	for (char *s = p + 1; *s; s++) {
+		if (*s == '/') {
+			*s = '\0';
+			mkdir(p, mode);
+			*s = '/';
+		}
+	}
+	mkdir(p, mode);
+	free(p);
+}
+
+/* Everything after the fork (or in the foreground): returns the exit code. */
+static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_fd)
+{
+	struct cli_ctx ctx;
+	struct cm_err err;
+	struct store *store = NULL;
+	struct fdata_disk *disk = NULL;
+	struct fs *fs = NULL;
+	struct fuse_session *se = NULL;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fs_config cfg;
+	struct stats_writer stats = { 0 };
+	char *cache_dir = m->cache_dir ? xstrdup(m->cache_dir) : default_cache_dir();
+	char *staging_dir = NULL, *opts = NULL;
+	enum cm_status st;
+	int rc;
+
+	rc = cli_ctx_init(&ctx, &m->conn, 0);
+	if (rc != CLI_OK) {
+		report_to_parent(report_fd, rc);
+		free(cache_dir);
+		return rc;
+	}
+	st = s3_head_bucket(ctx.client, url->bucket, &err);
+	if (st != CM_OK) {
+		rc = cli_report(m->source, &err);
+		goto out_release;
+	}
+	store = store_s3_create(ctx.client, url->bucket, url->key);
+	mkdir_p(cache_dir, 0700);
+	staging_dir = xasprintf("%s/staging", cache_dir);
+	mkdir_p(staging_dir, 0700);
+	disk = fdata_disk_create(staging_dir, m->cache_limit ? m->cache_limit : 10ULL << 30);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.store = store;
+	cfg.workq = ctx.workq;
+	cfg.budget = ctx.budget;
+	cfg.disk = disk;
+	cfg.bucket = url->bucket;
+	cfg.metadata_ttl = m->ttl;
+	cfg.negative_ttl = m->ttl < 1 ? m->ttl : 1;
+	cfg.uid = m->uid >= 0 ? (uid_t)m->uid : getuid();
+	cfg.gid = m->gid >= 0 ? (gid_t)m->gid : getgid();
+	cfg.file_mode = m->file_mode >= 0 ? (mode_t)m->file_mode : 0644;
+	cfg.dir_mode = m->dir_mode >= 0 ? (mode_t)m->dir_mode : 0755;
+	cfg.read_only = m->read_only;
+	cfg.part_size = m->conn.part_size;
+	cfg.concurrency = m->conn.concurrency > 4 ? 4 : m->conn.concurrency;
+	cfg.copy_threshold = m->copy_threshold;
+	fs = fs_create(&cfg);
+
+	opts = xasprintf("fsname=cloudmount:%s,subtype=cloudmount,default_permissions%s%s%s", url->bucket,
+			 m->read_only ? ",ro" : "", m->fuse_opts.len ? "," : "",
+			 m->fuse_opts.len ? m->fuse_opts.data : "");
+	fuse_opt_add_arg(&args, "cloudmount");
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, opts);
+	se = fuse_session_new(&args, fs_operations(), sizeof(struct fuse_lowlevel_ops), fs);
+	if (!se) {
+		fprintf(stderr, "cloudmount: could not start FUSE with options %s\n", opts);
+		rc = CLI_USAGE;
+		goto out_release;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		rc = CLI_FAIL;
+		goto out_release;
+	}
+	if (fuse_session_mount(se, m->dir) != 0) {
+		fprintf(stderr, "cloudmount: mounting on %s failed (see the message above)\n", m->dir);
+		rc = CLI_FAIL;
+		goto out_signals;
+	}
+	log_info("mounted s3://%s%s%s on %s", url->bucket, *url->key ? "/" : "", url->key, m->dir);
+	if (m->stats_file) {
+		stats.path = m->stats_file;
+		stats.fs = fs;
+		stats.engine = ctx.engine;
+		stats.budget = ctx.budget;
+		stats.disk = disk;
+		pthread_create(&stats.thread, NULL, stats_main, &stats);
+	}
+	if (!m->foreground) {
+		/* detach from the terminal: from now on the log file has our messages */
+		char *log = m->log_file ? xstrdup(m->log_file) : xasprintf("%s/%s.log", cache_dir, url->bucket);
+		int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		int nfd = open("/dev/null", O_RDWR);
+		if (nfd >= 0) {
+			dup2(nfd, STDIN_FILENO);
+			dup2(nfd, STDOUT_FILENO);
+			dup2(lfd >= 0 ? lfd : nfd, STDERR_FILENO);
+			if (nfd > STDERR_FILENO)
+				close(nfd);
+		}
+		if (lfd > STDERR_FILENO)
+			close(lfd);
+		free(log);
+	}
+	report_to_parent(report_fd, 0);
+	report_fd = -1;
+	{
+		struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
+		rc = fuse_session_loop_mt(se, &lc) == 0 ? CLI_OK : CLI_FAIL;
+	}
+	log_info("unmounting %s: committing files still being written", m->dir);
+	if (fs_commit_all(fs))
+		rc = CLI_FAIL;
+	fuse_session_unmount(se);
+	if (m->stats_file) {
+		stats.stop = 1;
+		pthread_join(stats.thread, NULL);
+	}
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_release:
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+	fs_destroy(fs);
+	fdata_disk_destroy(disk);
+	store_destroy(store);
+	cli_ctx_release(&ctx);
+	report_to_parent(report_fd, rc);
+	free(opts);
+	free(staging_dir);
+	free(cache_dir);
+	return rc;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	struct mount_opts m;
+	struct s3_url url;
+	int rc, fds[2];
+	pid_t pid;
+
+	memset(&m, 0, sizeof(m));
+	cli_conn_opts_init(&m.conn);
+	m.ttl = 1.0;
+	m.uid = m.gid = m.file_mode = m.dir_mode = -1;
+	if (parse_mount_args(argc, argv, &m) < 0) {
+		buf_release(&m.fuse_opts);
+		return CLI_USAGE;
+	}
+	if (m.conn.memory_limit == 128ULL << 20)
+		m.conn.memory_limit = 64ULL << 20; /* data buffers; the process stays under 128 MiB */
+	if (cli_parse_s3_url(m.source, &url) < 0) {
+		buf_release(&m.fuse_opts);
+		return CLI_USAGE;
+	}
+	rc = check_mountpoint(&m);
+	if (!rc)
+		rc = check_fuse();
+	if (rc) {
+		s3_url_release(&url);
+		buf_release(&m.fuse_opts);
+		return rc;
+	}
+	if (m.foreground) {
+		rc = run_mount(&m, &url, -1);
+	} else {
+		if (pipe(fds) < 0) {
+			perror("cloudmount: pipe");
+			return CLI_FAIL;
+		}
+		pid = fork();
+		if (pid < 0) {
+			perror("cloudmount: fork");
+			return CLI_FAIL;
+		}
+		if (pid == 0) {
+			close(fds[0]);
+			setsid();
+			rc = run_mount(&m, &url, fds[1]);
+			s3_url_release(&url);
+			buf_release(&m.fuse_opts);
+			_exit(rc);
+		}
+		close(fds[1]);
+		{
+			unsigned char c = CLI_FAIL;
+			ssize_t n;
+			do {
+				n = read(fds[0], &c, 1);
+			} while (n < 0 && errno == EINTR);
+			if (n != 1) {
+				int status;
+				waitpid(pid, &status, 0);
+				c = WIFEXITED(status) ? (unsigned char)WEXITSTATUS(status) : CLI_FAIL;
+				if (!c)
+					c = CLI_FAIL;
+			}
+			rc = c;
+		}
+		close(fds[0]);
+	}
+	s3_url_release(&url);
+	buf_release(&m.fuse_opts);
+	return rc;
+}
+
+int cmd_unmount(int argc, char **argv)
+{
+	const char *dir = NULL;
+	int lazy = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			printf("usage: cloudmount unmount [-l] DIR\nUnmount a CloudMount mount. Files being written are "
+			       "committed first by the mount process.\n  -l, --lazy   detach now even if busy\n");
+			return 0;
+		}
+		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "--lazy"))
+			lazy = 1;
+		else
+			dir = argv[i];
+	}
+	if (!dir) {
+		fprintf(stderr, "usage: cloudmount unmount [-l] DIR\n");
+		return CLI_USAGE;
+	}
+	if (geteuid() == 0) {
+		if (umount2(dir, lazy ? MNT_DETACH : 0) == 0)
+			return 0;
+		if (errno == EBUSY)
+			fprintf(stderr, "cloudmount: %s is busy: files are open there (see: lsof +D %s), or use -l\n",
+				dir, dir);
+		else if (errno == EINVAL)
+			fprintf(stderr, "cloudmount: %s is not a mount point\n", dir);
+		else
+			fprintf(stderr, "cloudmount: unmount %s: %s\n", dir, strerror(errno));
+		return CLI_FAIL;
+	}
+	{
+		pid_t pid = fork();
+		int status;
+		if (pid == 0) {
+			execlp("fusermount3", "fusermount3", lazy ? "-uz" : "-u", dir, (char *)NULL);
+			perror("cloudmount: fusermount3");
+			_exit(127);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) < 0)
+			return CLI_FAIL;
+		return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : CLI_FAIL;
+	}
+}

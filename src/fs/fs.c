@@ -1,0 +1,2092 @@
+/*
+ * fs.c - the FUSE low-level operations over the store (see fs.h).
+ *
+ * Locking: one mutex (fs->lock) protects the inode table, every inode's
+ * fields except `data` (the fdata has its own lock) and the listings. It is
+ * never held across a store call: an operation copies what it needs (the
+ * key), unlocks, talks to the store, then locks again to record the answer.
+ * An inode cannot disappear under an operation: the kernel holds a lookup
+ * reference for every inode it names in a request, and an open handle holds
+ * open_count.
+ *
+ * Inode lifetime follows the kernel's lookup count (passthrough_ll's rule):
+ * every reply that hands out an entry adds one, forget takes them away, and an
+ * inode with no lookups and no open handle is freed. Paths ("" for the root,
+ * "dir/file" below it) are the keys relative to the store; a rename rewrites
+ * the paths of the inode and of every inode below it.
+ *
+ * A directory's listing (struct listing) is an immutable sorted array,
+ * shared by reference: readdir handles keep the snapshot they opened with
+ * (stable offsets), lookups use the directory's current one while it is
+ * fresh. Local changes (create, mkdir, unlink, rename) patch a copy.
+ */
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+
+#include "fs/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fs/meta.h"
+#include "fs/reader.h"
+
+#define DIR_MARKER_TYPE "application/x-directory"
+#define MAX_SYMLINK 4096
+
+struct listing_entry {
+	char *name;
+	mode_t type;                    /* S_IFREG or S_IFDIR (S_IFLNK known only by inode) */
+	uint64_t size;
+	struct timespec mtime;
+	char *etag;
+};
+
+struct listing {
+	int refs;                       /* protected by fs->lock */
+	size_t n;
+	struct listing_entry *e;        /* sorted by name (strcmp) */
+};
+
+struct fs_inode {
+	uint64_t ino;
+	char *path;
+	struct fs_attr attr;
+	char *etag;                     /* "" when unknown */
+	int meta_known;                 /* attr's mode/uid/gid/mtime came from headers or us */
+	int64_t attr_expiry;            /* monotonic ms */
+	uint64_t nlookup;
+	int open_count;
+	int local;                      /* created here; not in the store until committed */
+	int unlinked;                   /* no longer reachable by path */
+	char *open_etag;                /* ETag at the last open, for keep_cache */
+	char *link_target;
+	struct fdata *data;             /* while open for writing or dirty */
+	struct listing *listing;        /* directories: the current listing, or NULL */
+	int64_t listing_expiry;
+	struct fs_inode *next_ino;      /* hash chains */
+	struct fs_inode *next_path;
+};
+
+struct fs_handle {
+	struct fs_inode *inode;
+	struct reader *reader;          /* read-only handles of clean files */
+	int writable;
+};
+
+struct fs_dirhandle {
+	struct listing *listing;
+	struct fs_inode *dir;
+};
+
+struct fs {
+	struct fs_config cfg;
+	pthread_mutex_t lock;
+	struct fs_inode **by_ino;       /* protected by lock */
+	struct fs_inode **by_path;      /* protected by lock */
+	size_t n_buckets;               /* protected by lock */
+	size_t n_inodes;                /* protected by lock */
+	uint64_t next_ino;              /* protected by lock */
+	struct fs_stats stats;          /* protected by lock */
+	int64_t ttl_ms, neg_ttl_ms;
+	struct fdata_opts fdata_opts;
+	struct reader_opts reader_opts;
+};
+
+/* ---- small helpers ---- */
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+	return *dir ? xasprintf("%s/%s", dir, name) : xstrdup(name);
+}
+
+static double ttl_seconds(int64_t ms)
+{
+	return (double)ms / 1000.0;
+}
+
+static int reply_status(fuse_req_t req, enum cm_status st)
+{
+	return fuse_reply_err(req, cm_status_errno(st));
+}
+
+/* ---- inode table (caller holds fs->lock) ---- */
+
+static void table_grow(struct fs *fs)
+{
+	size_t n = fs->n_buckets * 2;
+	struct fs_inode **bi = xcalloc(n, sizeof(*bi)), **bp = xcalloc(n, sizeof(*bp));
+
+	for (size_t i = 0; i < fs->n_buckets; i++) {
+		struct fs_inode *in, *next;
+		for (in = fs->by_ino[i]; in; in = next) {
+			next = in->next_ino;
+			in->next_ino = bi[in->ino % n];
+			bi[in->ino % n] = in;
+		}
+		for (in = fs->by_path[i]; in; in = next) {
+			next = in->next_path;
+			in->next_path = bp[hash_str(in->path) % n];
+			bp[hash_str(in->path) % n] = in;
+		}
+	}
+	free(fs->by_ino);
+	free(fs->by_path);
+	fs->by_ino = bi;
+	fs->by_path = bp;
+	fs->n_buckets = n;
+}
+
+static struct fs_inode *find_ino(struct fs *fs, uint64_t ino)
+{
+	for (struct fs_inode *in = fs->by_ino[ino % fs->n_buckets]; in; in = in->next_ino)
+		if (in->ino == ino)
+			return in;
+	return NULL;
+}
+
+static struct fs_inode *find_path(struct fs *fs, const char *path)
+{
+	for (struct fs_inode *in = fs->by_path[hash_str(path) % fs->n_buckets]; in; in = in->next_path)
+		if (!in->unlinked && strcmp(in->path, path) == 0)
+			return in;
+	return NULL;
+}
+
+static void path_link(struct fs *fs, struct fs_inode *in)
+{
+	size_t b = hash_str(in->path) % fs->n_buckets;
+	in->next_path = fs->by_path[b];
+	fs->by_path[b] = in;
+}
+
+static void path_unlink(struct fs *fs, struct fs_inode *in)
+{
+	for (struct fs_inode **pp = &fs->by_path[hash_str(in->path) % fs->n_buckets]; *pp;
+	     pp = &(*pp)->next_path) {
+		if (*pp == in) {
+			*pp = in->next_path;
+			in->next_path = NULL;
+			return;
+		}
+	}
+}
+
+/* A new inode for path with type bits, entered in both tables. */
+static struct fs_inode *inode_new(struct fs *fs, const char *path, mode_t type)
+{
+	struct fs_inode *in = xcalloc(1, sizeof(*in));
+
+	if (fs->n_inodes + 1 > fs->n_buckets)
+		table_grow(fs);
+	in->ino = fs->next_ino++;
+	in->path = xstrdup(path);
+	in->etag = xstrdup("");
+	in->attr.mode = type | (type == S_IFDIR ? fs->cfg.dir_mode : type == S_IFLNK ? 0777 : fs->cfg.file_mode);
+	in->attr.uid = fs->cfg.uid;
+	in->attr.gid = fs->cfg.gid;
+	clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
+	in->next_ino = fs->by_ino[in->ino % fs->n_buckets];
+	fs->by_ino[in->ino % fs->n_buckets] = in;
+	path_link(fs, in);
+	fs->n_inodes++;
+	return in;
+}
+
+static void listing_put(struct listing *l)
+{
+	if (!l || --l->refs > 0)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->e[i].name);
+		free(l->e[i].etag);
+	}
+	free(l->e);
+	free(l);
+}
+
+/* Free an inode nobody references any more. */
+static void inode_maybe_free(struct fs *fs, struct fs_inode *in)
+{
+	if (in->ino == FUSE_ROOT_ID || in->nlookup || in->open_count || in->data)
+		return;
+	for (struct fs_inode **pp = &fs->by_ino[in->ino % fs->n_buckets]; *pp; pp = &(*pp)->next_ino) {
+		if (*pp == in) {
+			*pp = in->next_ino;
+			break;
+		}
+	}
+	if (!in->unlinked)
+		path_unlink(fs, in);
+	listing_put(in->listing);
+	free(in->path);
+	free(in->etag);
+	free(in->open_etag);
+	free(in->link_target);
+	free(in);
+	fs->n_inodes--;
+}
+
+static int attr_fresh(struct fs *fs, const struct fs_inode *in)
+{
+	return in->local || in->data || util_now_ms() < in->attr_expiry;
+}
+
+static void fill_stat(struct fs *fs, const struct fs_inode *in, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = in->ino;
+	st->st_mode = in->attr.mode;
+	st->st_nlink = S_ISDIR(in->attr.mode) ? 2 : 1;
+	st->st_uid = in->attr.uid;
+	st->st_gid = in->attr.gid;
+	st->st_size = (off_t)(in->data ? fdata_size(in->data) : in->attr.size);
+	if (S_ISLNK(in->attr.mode) && in->link_target)
+		st->st_size = (off_t)strlen(in->link_target);
+	st->st_blksize = 1 << 20;
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtim = in->attr.mtime;
+	st->st_ctim = in->attr.mtime;
+	st->st_atim = in->attr.mtime;
+	(void)fs;
+}
+
+/* Fill a reply entry for in and count the lookup. Caller holds the lock. */
+static void make_entry(struct fs *fs, struct fs_inode *in, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = in->ino;
+	e->generation = 1;
+	fill_stat(fs, in, &e->attr);
+	e->attr_timeout = ttl_seconds(fs->ttl_ms);
+	e->entry_timeout = ttl_seconds(fs->ttl_ms);
+	in->nlookup++;
+}
+
+/* Record what a listing says about an object in its inode (caller holds lock). */
+static void apply_listing_entry(struct fs *fs, struct fs_inode *in, const struct listing_entry *le)
+{
+	if (in->local || in->data)
+		return; /* our own state is newer */
+	if (le->type == S_IFDIR) {
+		if (!S_ISDIR(in->attr.mode))
+			in->attr.mode = S_IFDIR | fs->cfg.dir_mode;
+	} else {
+		int same = in->etag[0] && strcmp(in->etag, le->etag) == 0;
+		if (!same) {
+			/* a new version: what we knew from headers no longer holds */
+			if (!(in->meta_known && S_ISLNK(in->attr.mode) && !le->etag[0])) {
+				in->meta_known = 0;
+				in->attr.mode = S_IFREG | fs->cfg.file_mode;
+				in->attr.uid = fs->cfg.uid;
+				in->attr.gid = fs->cfg.gid;
+				free(in->link_target);
+				in->link_target = NULL;
+			}
+			free(in->etag);
+			in->etag = xstrdup(le->etag);
+		}
+		in->attr.size = le->size;
+		if (!in->meta_known)
+			in->attr.mtime = le->mtime;
+	}
+	in->attr_expiry = util_now_ms() + fs->ttl_ms;
+}
+
+/* Apply a HEAD answer to an inode (caller holds lock). */
+static void apply_head(struct fs *fs, struct fs_inode *in, const struct s3_object_head *h)
+{
+	struct fs_attr a = in->attr;
+	int mask;
+
+	if (in->local || in->data)
+		return;
+	a.mode = S_IFREG | fs->cfg.file_mode;
+	a.uid = fs->cfg.uid;
+	a.gid = fs->cfg.gid;
+	a.mtime = h->last_modified;
+	a.size = h->size;
+	mask = fs_meta_parse(&h->meta, &a);
+	if (S_ISDIR(a.mode))
+		a.size = 0;
+	in->attr = a;
+	in->meta_known = mask != 0;
+	if (strcmp(in->etag, h->etag ? h->etag : "") != 0) {
+		free(in->link_target);
+		in->link_target = NULL;
+	}
+	free(in->etag);
+	in->etag = xstrdup(h->etag ? h->etag : "");
+	in->attr_expiry = util_now_ms() + fs->ttl_ms;
+}
+
+/* ---- listings ---- */
+
+static int cmp_entry_name(const void *a, const void *b)
+{
+	return strcmp(((const struct listing_entry *)a)->name, ((const struct listing_entry *)b)->name);
+}
+
+static const struct listing_entry *listing_find(const struct listing *l, const char *name)
+{
+	struct listing_entry key = { .name = (char *)name };
+	if (!l || !l->n)
+		return NULL;
+	return bsearch(&key, l->e, l->n, sizeof(*l->e), cmp_entry_name);
+}
+
+/*
+ * Fetch a directory's listing from the store: every page, objects and common
+ * prefixes merged by name, names that cannot be files skipped (and counted).
+ */
+static enum cm_status listing_fetch(struct fs *fs, const char *dirpath, struct listing **out,
+				    struct cm_err *err)
+{
+	struct listing *l = xcalloc(1, sizeof(*l));
+	char *prefix = *dirpath ? xasprintf("%s/", dirpath) : xstrdup("");
+	size_t plen = strlen(prefix), cap = 0;
+	char *token = NULL;
+	enum cm_status st = CM_OK;
+	uint64_t skipped = 0;
+
+	l->refs = 1;
+	do {
+		struct s3_list_page page;
+		st = store_list(fs->cfg.store, prefix, "/", token, NULL, 0, &page, err);
+		if (st != CM_OK)
+			break;
+		for (size_t pass = 0; pass < 2; pass++) {
+			size_t count = pass ? page.n_prefixes : page.n_objects;
+			for (size_t i = 0; i < count; i++) {
+				const char *full = pass ? page.prefixes[i] : page.objects[i].key;
+				const char *name;
+				size_t nlen;
+				struct listing_entry *e;
+				if (strncmp(full, prefix, plen) != 0)
+					continue;
+				name = full + plen;
+				nlen = strlen(name);
+				if (pass) {
+					if (!nlen || name[nlen - 1] != '/')
+						continue;
+					nlen--;
+				} else if (nlen == 0) {
+					continue; /* the directory's own marker "dir/" */
+				}
+				if (!fs_name_valid(name, nlen)) {
+					if (!(pass && nlen == 0))
+						log_warn("skipping key \"%s\": not usable as a file name", full);
+					skipped++;
+					continue;
+				}
+				if (l->n == cap) {
+					cap = cap ? cap * 2 : 64;
+					l->e = xrealloc(l->e, cap * sizeof(*l->e));
+				}
+				e = &l->e[l->n++];
+				memset(e, 0, sizeof(*e));
+				e->name = xstrndup(name, nlen);
+				if (pass) {
+					e->type = S_IFDIR;
+					e->etag = xstrdup("");
+				} else {
+					e->type = S_IFREG;
+					e->size = page.objects[i].size;
+					e->mtime = page.objects[i].last_modified;
+					e->etag = xstrdup(page.objects[i].etag ? page.objects[i].etag : "");
+				}
+			}
+		}
+		free(token);
+		token = page.is_truncated && page.next_token ? xstrdup(page.next_token) : NULL;
+		if (page.is_truncated && !page.next_token)
+			st = cm_err_set(err, CM_E_PROTOCOL, "truncated listing without a continuation token");
+		s3_list_page_release(&page);
+	} while (token && st == CM_OK);
+	free(token);
+	free(prefix);
+	if (st != CM_OK) {
+		listing_put(l);
+		return st;
+	}
+	/* common prefixes sort by "name/", objects by "name": re-sort by name, and
+	 * where a file and a directory share a name the directory wins */
+	qsort(l->e, l->n, sizeof(*l->e), cmp_entry_name);
+	{
+		size_t w = 0;
+		for (size_t r = 0; r < l->n; r++) {
+			if (w && strcmp(l->e[w - 1].name, l->e[r].name) == 0) {
+				struct listing_entry *keep = l->e[w - 1].type == S_IFDIR ? &l->e[w - 1] : &l->e[r];
+				struct listing_entry *drop = keep == &l->e[r] ? &l->e[w - 1] : &l->e[r];
+				log_warn("\"%s%s%s\" is both a file and a directory: showing the directory",
+					 dirpath, *dirpath ? "/" : "", drop->name);
+				free(drop->name);
+				free(drop->etag);
+				if (keep == &l->e[r])
+					l->e[w - 1] = l->e[r];
+				continue;
+			}
+			l->e[w++] = l->e[r];
+		}
+		l->n = w;
+	}
+	*out = l;
+	pthread_mutex_lock(&fs->lock);
+	fs->stats.listings++;
+	fs->stats.skipped_keys += skipped;
+	pthread_mutex_unlock(&fs->lock);
+	return CM_OK;
+}
+
+/* A copy of l with name inserted/replaced (le) or removed (le NULL). Caller holds lock. */
+static struct listing *listing_patched(const struct listing *l, const char *name,
+				       const struct listing_entry *le)
+{
+	struct listing *n = xcalloc(1, sizeof(*n));
+	size_t cap = (l ? l->n : 0) + 1;
+	int placed = 0;
+
+	n->refs = 1;
+	n->e = xcalloc(cap, sizeof(*n->e));
+	for (size_t i = 0; l && i <= l->n; i++) {
+		int c = i < l->n ? strcmp(l->e[i].name, name) : 1;
+		if (c >= 0 && !placed) {
+			placed = 1;
+			if (le) {
+				n->e[n->n] = *le;
+				n->e[n->n].name = xstrdup(name);
+				n->e[n->n].etag = xstrdup(le->etag ? le->etag : "");
+				n->n++;
+			}
+			if (c == 0)
+				continue;
+		}
+		if (i < l->n) {
+			n->e[n->n] = l->e[i];
+			n->e[n->n].name = xstrdup(l->e[i].name);
+			n->e[n->n].etag = xstrdup(l->e[i].etag);
+			n->n++;
+		}
+	}
+	if (!l && le) {
+		n->e[0] = *le;
+		n->e[0].name = xstrdup(name);
+		n->e[0].etag = xstrdup(le->etag ? le->etag : "");
+		n->n = 1;
+	}
+	return n;
+}
+
+/* Record a local change of name in dir's listing, if it has one (caller holds lock). */
+static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, const struct fs_inode *in)
+{
+	struct listing *n;
+	struct listing_entry le;
+
+	if (!dir || !dir->listing)
+		return;
+	if (in) {
+		memset(&le, 0, sizeof(le));
+		le.type = S_ISDIR(in->attr.mode) ? S_IFDIR : S_IFREG;
+		le.size = in->attr.size;
+		le.mtime = in->attr.mtime;
+		le.etag = in->etag;
+	}
+	n = listing_patched(dir->listing, name, in ? &le : NULL);
+	listing_put(dir->listing);
+	dir->listing = n;
+	(void)fs;
+}
+
+/* ---- lookup ---- */
+
+struct probe_list_job {
+	struct fs *fs;
+	char *prefix;
+	enum cm_status st;
+	int found;
+	int done;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void probe_list_run(void *arg)
+{
+	struct probe_list_job *j = arg;
+	struct s3_list_page page;
+	struct cm_err err;
+
+	j->st = store_list(j->fs->cfg.store, j->prefix, NULL, NULL, NULL, 1, &page, &err);
+	if (j->st == CM_OK)
+		j->found = page.n_objects > 0 || page.n_prefixes > 0;
+	s3_list_page_release(&page);
+	pthread_mutex_lock(&j->lock);
+	j->done = 1;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
+/*
+ * Ask the store what path is: one round trip, a HEAD of "path" and a
+ * one-key listing of "path/" sent at once. Returns CM_OK with *type S_IFREG
+ * (head filled) or S_IFDIR, CM_E_NOT_FOUND, or an error.
+ */
+static enum cm_status probe(struct fs *fs, const char *path, mode_t *type, struct s3_object_head *head,
+			    struct cm_err *err)
+{
+	struct probe_list_job j = { .fs = fs };
+	enum cm_status hst;
+
+	memset(head, 0, sizeof(*head));
+	j.prefix = xasprintf("%s/", path);
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.cond, NULL);
+	workq_submit(fs->cfg.workq, probe_list_run, &j);
+	hst = store_head(fs->cfg.store, path, head, err);
+	pthread_mutex_lock(&j.lock);
+	while (!j.done)
+		pthread_cond_wait(&j.cond, &j.lock);
+	pthread_mutex_unlock(&j.lock);
+	pthread_cond_destroy(&j.cond);
+	pthread_mutex_destroy(&j.lock);
+	free(j.prefix);
+	pthread_mutex_lock(&fs->lock);
+	fs->stats.heads++;
+	fs->stats.lookups_remote++;
+	pthread_mutex_unlock(&fs->lock);
+	if (j.st == CM_OK && j.found) {
+		s3_object_head_release(head);
+		*type = S_IFDIR;
+		return CM_OK;
+	}
+	if (hst == CM_OK) {
+		struct fs_attr a = { .mode = S_IFREG };
+		fs_meta_parse(&head->meta, &a);
+		*type = S_ISDIR(a.mode) ? S_IFDIR : S_IFREG;
+		return CM_OK;
+	}
+	if (hst != CM_E_NOT_FOUND)
+		return hst;
+	if (j.st != CM_OK) {
+		if (err)
+			cm_err_set(err, j.st, "listing %s/ failed", path);
+		return j.st;
+	}
+	return CM_E_NOT_FOUND;
+}
+
+static void reply_negative(struct fs *fs, fuse_req_t req)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = ttl_seconds(fs->neg_ttl_ms);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *dir, *in;
+	struct fuse_entry_param e;
+	struct s3_object_head head;
+	struct cm_err err;
+	enum cm_status st;
+	mode_t type = S_IFREG;
+	char *path;
+
+	if (!fs_name_valid(name, strlen(name))) {
+		fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : ENOENT);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dir = find_ino(fs, parent);
+	if (!dir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	path = join_path(dir->path, name);
+	in = find_path(fs, path);
+	if (in && attr_fresh(fs, in)) {
+		fs->stats.lookups_cached++;
+		make_entry(fs, in, &e);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_entry(req, &e);
+		free(path);
+		return;
+	}
+	if (dir->listing && util_now_ms() < dir->listing_expiry) {
+		const struct listing_entry *le = listing_find(dir->listing, name);
+		fs->stats.lookups_cached++;
+		if (!le) {
+			pthread_mutex_unlock(&fs->lock);
+			reply_negative(fs, req);
+			free(path);
+			return;
+		}
+		if (!in)
+			in = inode_new(fs, path, le->type);
+		apply_listing_entry(fs, in, le);
+		make_entry(fs, in, &e);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_entry(req, &e);
+		free(path);
+		return;
+	}
+	pthread_mutex_unlock(&fs->lock);
+
+	st = probe(fs, path, &type, &head, &err);
+	if (st == CM_E_NOT_FOUND) {
+		reply_negative(fs, req);
+		free(path);
+		return;
+	}
+	if (st != CM_OK) {
+		log_warn("lookup %s: %s (%s)", path, cm_status_str(st), err.code);
+		reply_status(req, st);
+		free(path);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	in = find_path(fs, path);
+	if (!in)
+		in = inode_new(fs, path, type);
+	if (type == S_IFDIR) {
+		if (!S_ISDIR(in->attr.mode) && !in->local && !in->data)
+			in->attr.mode = S_IFDIR | fs->cfg.dir_mode;
+		in->attr_expiry = util_now_ms() + fs->ttl_ms;
+	} else {
+		apply_head(fs, in, &head);
+	}
+	make_entry(fs, in, &e);
+	pthread_mutex_unlock(&fs->lock);
+	s3_object_head_release(&head);
+	fuse_reply_entry(req, &e);
+	free(path);
+}
+
+static void forget_one(struct fs *fs, fuse_ino_t ino, uint64_t n)
+{
+	struct fs_inode *in = find_ino(fs, ino);
+
+	if (!in)
+		return;
+	in->nlookup = n > in->nlookup ? 0 : in->nlookup - n;
+	inode_maybe_free(fs, in);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs *fs = fs_of(req);
+
+	pthread_mutex_lock(&fs->lock);
+	forget_one(fs, ino, nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < count; i++)
+		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+/* ---- attributes ---- */
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *in;
+	struct stat st;
+	struct s3_object_head head;
+	struct cm_err err;
+	enum cm_status rc;
+	char *path;
+
+	(void)fi;
+	pthread_mutex_lock(&fs->lock);
+	in = find_ino(fs, ino);
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (attr_fresh(fs, in) || S_ISDIR(in->attr.mode) || in->unlinked) {
+		fill_stat(fs, in, &st);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_attr(req, &st, ttl_seconds(fs->ttl_ms));
+		return;
+	}
+	path = xstrdup(in->path);
+	pthread_mutex_unlock(&fs->lock);
+	rc = store_head(fs->cfg.store, path, &head, &err);
+	pthread_mutex_lock(&fs->lock);
+	fs->stats.heads++;
+	if (rc == CM_OK) {
+		apply_head(fs, in, &head);
+	} else if (rc != CM_E_NOT_FOUND) {
+		pthread_mutex_unlock(&fs->lock);
+		log_warn("getattr %s: %s", path, cm_status_str(rc));
+		reply_status(req, rc);
+		free(path);
+		return;
+	}
+	fill_stat(fs, in, &st);
+	pthread_mutex_unlock(&fs->lock);
+	s3_object_head_release(&head);
+	free(path);
+	if (rc == CM_E_NOT_FOUND)
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_attr(req, &st, ttl_seconds(fs->ttl_ms));
+}
+
+/* Build the put options (content type and s3fs headers) for an inode. */
+static void put_opts_for(const struct fs_inode *in, struct s3_meta *meta, struct s3_put_opts *o)
+{
+	memset(meta, 0, sizeof(*meta));
+	fs_meta_build(&in->attr, meta);
+	memset(o, 0, sizeof(*o));
+	o->meta = meta;
+	o->content_type = S_ISDIR(in->attr.mode) ? DIR_MARKER_TYPE : "application/octet-stream";
+}
+
+/*
+ * Commit an inode's dirty data (flush, fsync, release, unmount). Returns 0 or
+ * a positive errno. Called without fs->lock.
+ */
+static int commit_inode(struct fs *fs, struct fs_inode *in)
+{
+	struct s3_meta meta;
+	struct s3_put_opts o;
+	struct fdata *data;
+	struct cm_err err;
+	char *etag = NULL;
+	uint64_t size = 0;
+	int rc, skip;
+
+	pthread_mutex_lock(&fs->lock);
+	data = in->data;
+	skip = !data || in->unlinked || !fdata_dirty(data);
+	if (!skip)
+		put_opts_for(in, &meta, &o);
+	pthread_mutex_unlock(&fs->lock);
+	if (skip)
+		return 0;
+	rc = fdata_commit(data, &o, &etag, &size, &err);
+	s3_meta_release(&meta);
+	pthread_mutex_lock(&fs->lock);
+	fs->stats.commits++;
+	if (rc == 0) {
+		if (etag) {
+			free(in->etag);
+			in->etag = etag;
+			etag = NULL;
+		}
+		in->attr.size = size;
+		in->local = 0;
+		in->meta_known = 1;
+		in->attr_expiry = util_now_ms() + fs->ttl_ms;
+	} else {
+		fs->stats.commit_failures++;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	free(etag);
+	if (rc != 0) {
+		char line[512];
+		log_error("writing %s failed: %s", in->path, cm_err_format(&err, line, sizeof(line)));
+		return -rc;
+	}
+	return 0;
+}
+
+/* Store the inode's attributes as metadata (chmod, chown, utimens). */
+static enum cm_status update_metadata(struct fs *fs, struct fs_inode *in, struct cm_err *err)
+{
+	struct s3_meta meta;
+	struct s3_put_opts o;
+	char *key;
+	enum cm_status st;
+
+	pthread_mutex_lock(&fs->lock);
+	if (in->local || (in->data && fdata_dirty(in->data))) {
+		/* applied by the commit that is coming anyway */
+		pthread_mutex_unlock(&fs->lock);
+		return CM_OK;
+	}
+	put_opts_for(in, &meta, &o);
+	key = S_ISDIR(in->attr.mode) ? xasprintf("%s/", in->path) : xstrdup(in->path);
+	pthread_mutex_unlock(&fs->lock);
+	if (S_ISDIR(in->attr.mode) && !*in->path) {
+		st = CM_OK; /* the root has no object */
+	} else {
+		char *etag = NULL;
+		st = store_copy(fs->cfg.store, key, key, &o, &etag, err);
+		if (st == CM_E_NOT_FOUND && S_ISDIR(in->attr.mode)) {
+			/* a directory that is only a prefix: give it a marker to hold the metadata */
+			struct s3_body body = { .fd = -1 };
+			st = store_put(fs->cfg.store, key, &body, &o, NULL, err);
+		}
+		if (st == CM_OK && etag && !S_ISDIR(in->attr.mode)) {
+			pthread_mutex_lock(&fs->lock);
+			free(in->etag);
+			in->etag = etag;
+			etag = NULL;
+			in->meta_known = 1;
+			in->attr_expiry = util_now_ms() + fs->ttl_ms;
+			pthread_mutex_unlock(&fs->lock);
+		}
+		free(etag);
+	}
+	s3_meta_release(&meta);
+	free(key);
+	return st;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *in;
+	struct stat st;
+	struct cm_err err;
+	int meta_change = to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+				    FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+
+	(void)fi;
+	if (fs->cfg.read_only && (to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	in = find_ino(fs, ino);
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE)
+		in->attr.mode = (in->attr.mode & S_IFMT) | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_UID)
+		in->attr.uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		in->attr.gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		in->attr.mtime = attr->st_mtim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
+	if (meta_change)
+		in->meta_known = 1;
+	pthread_mutex_unlock(&fs->lock);
+
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		int rc = 0;
+		struct fdata *tmp = NULL;
+		if (S_ISDIR(in->attr.mode)) {
+			fuse_reply_err(req, EISDIR);
+			return;
+		}
+		pthread_mutex_lock(&fs->lock);
+		if (!in->data) {
+			/* a truncate of a file nobody has open: through a short-lived fdata */
+			tmp = fdata_create(&fs->fdata_opts, in->path, !in->local, in->attr.size, in->etag,
+					   attr->st_size == 0);
+			in->data = tmp;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		if (attr->st_size != 0 || !tmp)
+			rc = fdata_truncate(in->data, (uint64_t)attr->st_size, &err);
+		if (rc == 0) {
+			clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
+			if (tmp)
+				rc = -commit_inode(fs, in);
+		}
+		if (tmp) {
+			pthread_mutex_lock(&fs->lock);
+			in->data = NULL;
+			pthread_mutex_unlock(&fs->lock);
+			fdata_destroy(tmp);
+		}
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	} else if (meta_change) {
+		enum cm_status rc = update_metadata(fs, in, &err);
+		if (rc != CM_OK) {
+			log_warn("setattr %s: %s", in->path, cm_status_str(rc));
+			reply_status(req, rc);
+			return;
+		}
+	}
+	pthread_mutex_lock(&fs->lock);
+	fill_stat(fs, in, &st);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_attr(req, &st, ttl_seconds(fs->ttl_ms));
+}
+
+/* ---- namespace changes ---- */
+
+/* Create an object-backed entry (mkdir marker, symlink) and reply with it. */
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      const char *link_target)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fs_inode *dir, *in;
+	struct fs_attr a;
+	struct s3_meta meta = { 0 };
+	struct s3_put_opts o = { 0 };
+	struct s3_body body = { .fd = -1 };
+	struct fuse_entry_param e;
+	struct cm_err err;
+	char *path, *key, *etag = NULL;
+	enum cm_status st;
+
+	if (fs->cfg.read_only) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!fs_name_valid(name, strlen(name))) {
+		fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : EINVAL);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dir = find_ino(fs, parent);
+	if (!dir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	path = join_path(dir->path, name);
+	if (find_path(fs, path) && !find_path(fs, path)->unlinked && attr_fresh(fs, find_path(fs, path))) {
+		pthread_mutex_unlock(&fs->lock);
+		free(path);
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	memset(&a, 0, sizeof(a));
+	a.mode = mode;
+	a.uid = ctx->uid;
+	a.gid = ctx->gid;
+	clock_gettime(CLOCK_REALTIME, &a.mtime);
+	fs_meta_build(&a, &meta);
+	o.meta = &meta;
+	if (S_ISDIR(mode)) {
+		key = xasprintf("%s/", path);
+		o.content_type = DIR_MARKER_TYPE;
+	} else {
+		key = xstrdup(path);
+		body.mem = link_target;
+		body.len = strlen(link_target);
+		o.content_type = "application/octet-stream";
+	}
+	st = store_put(fs->cfg.store, key, &body, &o, &etag, &err);
+	s3_meta_release(&meta);
+	free(key);
+	if (st != CM_OK) {
+		log_warn("creating %s: %s", path, cm_status_str(st));
+		reply_status(req, st);
+		free(path);
+		free(etag);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	in = find_path(fs, path);
+	if (!in)
+		in = inode_new(fs, path, mode & S_IFMT);
+	in->attr = a;
+	in->attr.size = link_target ? strlen(link_target) : 0;
+	in->meta_known = 1;
+	free(in->etag);
+	in->etag = etag ? etag : xstrdup("");
+	if (link_target) {
+		free(in->link_target);
+		in->link_target = xstrdup(link_target);
+	}
+	in->attr_expiry = util_now_ms() + fs->ttl_ms;
+	listing_note(fs, dir, name, in);
+	make_entry(fs, in, &e);
+	pthread_mutex_unlock(&fs->lock);
+	free(path);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	make_node(req, parent, name, S_IFDIR | (mode & 07777), NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	if (strlen(link) >= MAX_SYMLINK) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	make_node(req, parent, name, S_IFLNK | 0777, link);
+}
+
+struct readlink_sink {
+	struct buf b;
+};
+
+static int readlink_sink_fn(void *ctx, const char *data, size_t len)
+{
+	struct readlink_sink *s = ctx;
+	if (s->b.len + len > MAX_SYMLINK)
+		return -1;
+	return buf_append(&s->b, data, len);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *in;
+	struct readlink_sink sink = { BUF_INIT };
+	struct cm_err err;
+	enum cm_status st;
+	char *path;
+
+	pthread_mutex_lock(&fs->lock);
+	in = find_ino(fs, ino);
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (in->link_target) {
+		char *t = xstrdup(in->link_target);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_readlink(req, t);
+		free(t);
+		return;
+	}
+	path = xstrdup(in->path);
+	pthread_mutex_unlock(&fs->lock);
+	st = store_get(fs->cfg.store, path, 0, MAX_SYMLINK, readlink_sink_fn, &sink, NULL, NULL, &err);
+	if (st != CM_OK) {
+		reply_status(req, st);
+	} else {
+		buf_putc(&sink.b, '\0');
+		pthread_mutex_lock(&fs->lock);
+		free(in->link_target);
+		in->link_target = xstrdup(sink.b.data);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_readlink(req, sink.b.data);
+	}
+	buf_release(&sink.b);
+	free(path);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *dir, *in;
+	struct cm_err err;
+	enum cm_status st = CM_OK;
+	char *path;
+	int local = 0;
+
+	if (fs->cfg.read_only) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dir = find_ino(fs, parent);
+	if (!dir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	path = join_path(dir->path, name);
+	in = find_path(fs, path);
+	if (in && in->local)
+		local = 1;
+	pthread_mutex_unlock(&fs->lock);
+	if (!local)
+		st = store_del(fs->cfg.store, path, &err);
+	if (st != CM_OK) {
+		log_warn("unlink %s: %s", path, cm_status_str(st));
+		reply_status(req, st);
+		free(path);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	in = find_path(fs, path);
+	if (in) {
+		path_unlink(fs, in);
+		in->unlinked = 1;
+		inode_maybe_free(fs, in);
+	}
+	listing_note(fs, dir, name, NULL);
+	pthread_mutex_unlock(&fs->lock);
+	free(path);
+	fuse_reply_err(req, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *dir, *in;
+	struct s3_list_page page;
+	struct cm_err err;
+	enum cm_status st;
+	char *path, *prefix;
+	int nonempty = 0;
+
+	if (fs->cfg.read_only) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dir = find_ino(fs, parent);
+	if (!dir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	path = join_path(dir->path, name);
+	pthread_mutex_unlock(&fs->lock);
+	prefix = xasprintf("%s/", path);
+	st = store_list(fs->cfg.store, prefix, NULL, NULL, NULL, 2, &page, &err);
+	if (st == CM_OK) {
+		for (size_t i = 0; i < page.n_objects; i++)
+			if (strcmp(page.objects[i].key, prefix) != 0)
+				nonempty = 1;
+		nonempty |= page.n_prefixes > 0;
+		s3_list_page_release(&page);
+	}
+	if (st == CM_OK && nonempty) {
+		fuse_reply_err(req, ENOTEMPTY);
+		goto out_free;
+	}
+	if (st == CM_OK)
+		st = store_del(fs->cfg.store, prefix, &err);
+	if (st != CM_OK) {
+		reply_status(req, st);
+		goto out_free;
+	}
+	pthread_mutex_lock(&fs->lock);
+	in = find_path(fs, path);
+	if (in) {
+		path_unlink(fs, in);
+		in->unlinked = 1;
+		inode_maybe_free(fs, in);
+	}
+	listing_note(fs, dir, name, NULL);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_err(req, 0);
+out_free:
+	free(prefix);
+	free(path);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EPERM); /* objects cannot share data */
+}
+
+/* Adapts the uploader to a download sink (copy through this host). */
+static int uploader_sink(void *ctx, const char *data, size_t len)
+{
+	return uploader_write(ctx, data, len, NULL) == CM_OK ? 0 : -1;
+}
+
+/*
+ * Copy one object server-side, by multipart copy above the threshold, or
+ * through GET + PUT when the server lacks part copy.
+ */
+static enum cm_status copy_object(struct fs *fs, const char *from, const char *to, uint64_t size,
+				  struct cm_err *err)
+{
+	uint64_t threshold = fs->cfg.copy_threshold ? fs->cfg.copy_threshold : 5ULL << 30;
+	enum cm_status st;
+
+	if (size <= threshold)
+		return store_copy(fs->cfg.store, to, from, NULL, NULL, err);
+	{
+		struct s3_object_head h;
+		struct s3_put_opts o = { 0 };
+		char *upload_id = NULL;
+		uint64_t part = threshold, off = 0;
+		struct s3_part *parts;
+		char **etags;
+		int n = 0, max_parts;
+
+		while ((size + part - 1) / part > TRANSFER_MAX_PARTS)
+			part *= 2;
+		max_parts = (int)((size + part - 1) / part);
+		st = store_head(fs->cfg.store, from, &h, err);
+		if (st != CM_OK)
+			return st;
+		o.content_type = h.content_type;
+		o.meta = &h.meta;
+		st = store_mpu_create(fs->cfg.store, to, &o, &upload_id, err);
+		if (st != CM_OK) {
+			s3_object_head_release(&h);
+			return st;
+		}
+		parts = xcalloc((size_t)max_parts, sizeof(*parts));
+		etags = xcalloc((size_t)max_parts, sizeof(*etags));
+		while (off < size && st == CM_OK) {
+			uint64_t last = off + part - 1 < size - 1 ? off + part - 1 : size - 1;
+			st = store_mpu_part_copy(fs->cfg.store, to, upload_id, n + 1, from, off, last, &etags[n], err);
+			if (st == CM_OK) {
+				parts[n].number = n + 1;
+				parts[n].etag = etags[n];
+				n++;
+			}
+			off = last + 1;
+		}
+		if (st == CM_OK)
+			st = store_mpu_complete(fs->cfg.store, to, upload_id, parts, (size_t)n, NULL, err);
+		if (st != CM_OK) {
+			struct cm_err aerr;
+			store_mpu_abort(fs->cfg.store, to, upload_id, &aerr);
+		}
+		for (int i = 0; i < n; i++)
+			free(etags[i]);
+		free(etags);
+		free(parts);
+		free(upload_id);
+		s3_object_head_release(&h);
+		if (st == CM_E_UNSUPPORTED) {
+			/* no UploadPartCopy here: stream it through us */
+			struct uploader *up;
+			struct upload_opts uo = { .part_size = fs->cfg.part_size, .concurrency = fs->cfg.concurrency,
+						  .budget = fs->cfg.budget, .workq = fs->cfg.workq };
+			struct download_opts dopts = { .part_size = fs->cfg.part_size, .concurrency = 4,
+						       .budget = fs->cfg.budget, .workq = fs->cfg.workq };
+			log_info("copy %s -> %s: the server lacks part copy; copying through this host", from, to);
+			st = store_head(fs->cfg.store, from, &h, err);
+			if (st != CM_OK)
+				return st;
+			o.content_type = h.content_type;
+			o.meta = &h.meta;
+			uo.put_opts = &o;
+			up = uploader_create(fs->cfg.store, to, &uo);
+			st = download_to_sink(fs->cfg.store, from, size, uploader_sink, up, &dopts, err);
+			if (st == CM_OK)
+				st = uploader_finish(up, NULL, err);
+			else
+				uploader_abort(up);
+			uploader_destroy(up);
+			s3_object_head_release(&h);
+		}
+	}
+	return st;
+}
+
+/* Rewrite the paths of inodes at or below from (as a directory) to to. Caller holds lock. */
+static void rename_subtree(struct fs *fs, const char *from, const char *to)
+{
+	size_t flen = strlen(from);
+	struct fs_inode **moved = NULL;
+	size_t n = 0;
+
+	for (size_t b = 0; b < fs->n_buckets; b++) {
+		for (struct fs_inode *in = fs->by_ino[b]; in; in = in->next_ino) {
+			if (in->unlinked || strncmp(in->path, from, flen) != 0 || in->path[flen] != '/')
+				continue;
+			moved = xrealloc(moved, (n + 1) * sizeof(*moved));
+			moved[n++] = in;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *np = xasprintf("%s%s", to, moved[i]->path + flen);
+		path_unlink(fs, moved[i]);
+		free(moved[i]->path);
+		moved[i]->path = np;
+		path_link(fs, moved[i]);
+		if (moved[i]->data)
+			fdata_set_key(moved[i]->data, np);
+	}
+	free(moved);
+}
+
+/* Every key under prefix (recursively), for a directory rename. */
+static enum cm_status list_all(struct fs *fs, const char *prefix, char ***keys, uint64_t **sizes, size_t *n,
+			       struct cm_err *err)
+{
+	char *token = NULL;
+	enum cm_status st;
+
+	*keys = NULL;
+	*sizes = NULL;
+	*n = 0;
+	do {
+		struct s3_list_page page;
+		st = store_list(fs->cfg.store, prefix, NULL, token, NULL, 0, &page, err);
+		if (st != CM_OK)
+			break;
+		*keys = xrealloc(*keys, (*n + page.n_objects + 1) * sizeof(**keys));
+		*sizes = xrealloc(*sizes, (*n + page.n_objects + 1) * sizeof(**sizes));
+		for (size_t i = 0; i < page.n_objects; i++) {
+			(*keys)[*n] = xstrdup(page.objects[i].key);
+			(*sizes)[*n] = page.objects[i].size;
+			(*n)++;
+		}
+		free(token);
+		token = page.is_truncated && page.next_token ? xstrdup(page.next_token) : NULL;
+		s3_list_page_release(&page);
+	} while (token);
+	free(token);
+	return st;
+}
+
+static void free_keys(char **keys, uint64_t *sizes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+	free(sizes);
+}
+
+/* Delete keys in batches of 1,000. */
+static enum cm_status delete_keys(struct fs *fs, char **keys, size_t n, struct cm_err *err)
+{
+	for (size_t done = 0; done < n;) {
+		size_t batch = n - done > 1000 ? 1000 : n - done;
+		struct s3_delete_result res;
+		enum cm_status st = store_del_many(fs->cfg.store, (const char *const *)keys + done, batch, &res, err);
+		if (st == CM_E_UNSUPPORTED) {
+			/* no DeleteObjects on this server: one by one */
+			for (size_t i = 0; i < batch; i++) {
+				st = store_del(fs->cfg.store, keys[done + i], err);
+				if (st != CM_OK)
+					return st;
+			}
+		} else if (st != CM_OK) {
+			return st;
+		} else {
+			size_t failures = res.n_failures;
+			s3_delete_result_release(&res);
+			if (failures)
+				return cm_err_set(err, CM_E_IO, "%zu keys could not be deleted", failures);
+		}
+		done += batch;
+	}
+	return CM_OK;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *dir, *ndir, *in, *target;
+	struct cm_err err;
+	enum cm_status st = CM_OK;
+	char *from = NULL, *to = NULL;
+	mode_t type;
+	uint64_t size;
+	int rc;
+
+	if (fs->cfg.read_only) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (!fs_name_valid(newname, strlen(newname))) {
+		fuse_reply_err(req, strlen(newname) > 255 ? ENAMETOOLONG : EINVAL);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dir = find_ino(fs, parent);
+	ndir = find_ino(fs, newparent);
+	if (!dir || !ndir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	from = join_path(dir->path, name);
+	to = join_path(ndir->path, newname);
+	in = find_path(fs, from);
+	target = find_path(fs, to);
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		goto out_free;
+	}
+	type = in->attr.mode & S_IFMT;
+	if (type == S_IFDIR && strncmp(to, from, strlen(from)) == 0 && to[strlen(from)] == '/') {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EINVAL); /* into itself */
+		goto out_free;
+	}
+	if (target && (flags & RENAME_NOREPLACE)) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EEXIST);
+		goto out_free;
+	}
+	if (target && S_ISDIR(target->attr.mode) && type != S_IFDIR) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EISDIR);
+		goto out_free;
+	}
+	if (target && !S_ISDIR(target->attr.mode) && type == S_IFDIR) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOTDIR);
+		goto out_free;
+	}
+	pthread_mutex_unlock(&fs->lock);
+
+	if (type != S_IFDIR) {
+		/* the object must exist before it can be copied */
+		rc = commit_inode(fs, in);
+		if (rc) {
+			fuse_reply_err(req, rc);
+			goto out_free;
+		}
+		pthread_mutex_lock(&fs->lock);
+		size = in->attr.size;
+		pthread_mutex_unlock(&fs->lock);
+		st = copy_object(fs, from, to, size, &err);
+		if (st == CM_OK)
+			st = store_del(fs->cfg.store, from, &err);
+	} else {
+		char *fp = xasprintf("%s/", from), *tp = xasprintf("%s/", to);
+		char **keys;
+		uint64_t *sizes;
+		size_t n;
+		if (target) {
+			/* POSIX: a directory may replace only an empty one */
+			struct s3_list_page page;
+			st = store_list(fs->cfg.store, tp, NULL, NULL, NULL, 2, &page, &err);
+			if (st == CM_OK) {
+				int nonempty = page.n_prefixes > 0;
+				for (size_t i = 0; i < page.n_objects; i++)
+					nonempty |= strcmp(page.objects[i].key, tp) != 0;
+				s3_list_page_release(&page);
+				if (nonempty) {
+					free(fp);
+					free(tp);
+					fuse_reply_err(req, ENOTEMPTY);
+					goto out_free;
+				}
+			}
+		}
+		/* files of the tree still being written must land first */
+		fs_commit_all(fs);
+		st = list_all(fs, fp, &keys, &sizes, &n, &err);
+		for (size_t i = 0; st == CM_OK && i < n; i++) {
+			char *nk = xasprintf("%s%s", tp, keys[i] + strlen(fp));
+			st = copy_object(fs, keys[i], nk, sizes[i], &err);
+			free(nk);
+		}
+		if (st == CM_OK)
+			st = delete_keys(fs, keys, n, &err);
+		free_keys(keys, sizes, n);
+		free(fp);
+		free(tp);
+	}
+	if (st != CM_OK) {
+		char line[512];
+		log_warn("rename %s -> %s: %s", from, to, cm_err_format(&err, line, sizeof(line)));
+		reply_status(req, st);
+		goto out_free;
+	}
+	pthread_mutex_lock(&fs->lock);
+	target = find_path(fs, to);
+	if (target && target != in) {
+		path_unlink(fs, target);
+		target->unlinked = 1;
+		inode_maybe_free(fs, target);
+	}
+	path_unlink(fs, in);
+	free(in->path);
+	in->path = xstrdup(to);
+	path_link(fs, in);
+	if (in->data)
+		fdata_set_key(in->data, to);
+	if (type == S_IFDIR)
+		rename_subtree(fs, from, to);
+	listing_note(fs, dir, name, NULL);
+	listing_note(fs, ndir, newname, in);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_err(req, 0);
+out_free:
+	free(from);
+	free(to);
+}
+
+/* ---- files ---- */
+
+static struct fs_handle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct fs_handle *)(uintptr_t)fi->fh;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *in;
+	struct fs_handle *h;
+	int acc = fi->flags & O_ACCMODE;
+	int writable = acc == O_WRONLY || acc == O_RDWR;
+
+	if (writable && fs->cfg.read_only) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	in = find_ino(fs, ino);
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (S_ISDIR(in->attr.mode)) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	h = xcalloc(1, sizeof(*h));
+	h->inode = in;
+	h->writable = writable;
+	if (writable && !in->data)
+		in->data = fdata_create(&fs->fdata_opts, in->path, !in->local, in->attr.size, in->etag,
+					(fi->flags & O_TRUNC) != 0);
+	else if (writable && (fi->flags & O_TRUNC))
+		fdata_truncate(in->data, 0, NULL);
+	if (writable && (fi->flags & O_TRUNC))
+		clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
+	/* the kernel's page cache stays valid while the object is the one it cached */
+	fi->keep_cache = in->open_etag && in->etag[0] && strcmp(in->open_etag, in->etag) == 0 && !in->data;
+	free(in->open_etag);
+	in->open_etag = xstrdup(in->etag);
+	in->open_count++;
+	if (!in->data)
+		h->reader = reader_create(fs->cfg.store, in->path, in->attr.size, in->etag, &fs->reader_opts);
+	pthread_mutex_unlock(&fs->lock);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fuse_reply_open(req, fi);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fs_inode *dir, *in;
+	struct fs_handle *h;
+	struct fuse_entry_param e;
+	char *path;
+
+	if (fs->cfg.read_only) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!fs_name_valid(name, strlen(name))) {
+		fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : EINVAL);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	dir = find_ino(fs, parent);
+	if (!dir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	path = join_path(dir->path, name);
+	in = find_path(fs, path);
+	if (in && in->data) {
+		/* O_CREAT of a file open elsewhere: share its data, truncate if asked */
+		if (fi->flags & O_TRUNC)
+			fdata_truncate(in->data, 0, NULL);
+	} else {
+		if (!in)
+			in = inode_new(fs, path, S_IFREG);
+		in->attr.mode = S_IFREG | (mode & 07777);
+		in->attr.uid = ctx->uid;
+		in->attr.gid = ctx->gid;
+		in->attr.size = 0;
+		clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
+		in->meta_known = 1;
+		in->local = 1;
+		in->data = fdata_create(&fs->fdata_opts, path, 0, 0, NULL, 1);
+	}
+	in->open_count++;
+	listing_note(fs, dir, name, in);
+	h = xcalloc(1, sizeof(*h));
+	h->inode = in;
+	h->writable = 1;
+	make_entry(fs, in, &e);
+	pthread_mutex_unlock(&fs->lock);
+	free(path);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fuse_reply_create(req, &e, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = handle_of(fi);
+	struct fs_inode *in = h->inode;
+	struct cm_err err;
+	struct fdata *data;
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	data = in->data;
+	pthread_mutex_unlock(&fs->lock);
+	if (data) {
+		n = fdata_read(data, (uint64_t)off, size, buf, &err);
+		if (n < 0) {
+			fuse_reply_err(req, (int)-n);
+			free(buf);
+			return;
+		}
+	} else {
+		if (!h->reader) {
+			pthread_mutex_lock(&fs->lock);
+			if (!h->reader)
+				h->reader = reader_create(fs->cfg.store, in->path, in->attr.size, in->etag,
+							  &fs->reader_opts);
+			pthread_mutex_unlock(&fs->lock);
+		}
+		n = reader_read(h->reader, (uint64_t)off, size, buf, &err);
+		if (n < 0) {
+			char line[512];
+			log_warn("read %s: %s", in->path, cm_err_format(&err, line, sizeof(line)));
+			reply_status(req, err.status != CM_OK ? err.status : CM_E_IO);
+			free(buf);
+			return;
+		}
+	}
+	fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = handle_of(fi);
+	struct fs_inode *in = h->inode;
+	struct cm_err err;
+	ssize_t n;
+
+	(void)ino;
+	if (!in->data) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	n = fdata_write(in->data, (uint64_t)off, buf, size, &err);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
+	in->attr.size = fdata_size(in->data);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = handle_of(fi);
+
+	(void)ino;
+	fuse_reply_err(req, h->writable ? commit_inode(fs, h->inode) : 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = handle_of(fi);
+
+	(void)ino;
+	(void)datasync;
+	fuse_reply_err(req, h->writable ? commit_inode(fs, h->inode) : 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = handle_of(fi);
+	struct fs_inode *in = h->inode;
+	struct fdata *drop = NULL;
+
+	(void)ino;
+	if (h->writable)
+		commit_inode(fs, in); /* normally already done by flush */
+	pthread_mutex_lock(&fs->lock);
+	in->open_count--;
+	if (!in->open_count && in->data) {
+		if (fdata_dirty(in->data) && !in->unlinked)
+			log_error("%s: closed with data the store never acknowledged; it is lost", in->path);
+		drop = in->data;
+		in->data = NULL;
+		in->local = 0;
+	}
+	inode_maybe_free(fs, in);
+	pthread_mutex_unlock(&fs->lock);
+	fdata_destroy(drop);
+	reader_destroy(h->reader);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- directories ---- */
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *in;
+	struct fs_dirhandle *dh;
+	struct listing *l = NULL;
+	struct cm_err err;
+	enum cm_status st;
+	char *path;
+
+	pthread_mutex_lock(&fs->lock);
+	in = find_ino(fs, ino);
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (in->listing && util_now_ms() < in->listing_expiry) {
+		l = in->listing;
+		l->refs++;
+	}
+	path = xstrdup(in->path);
+	pthread_mutex_unlock(&fs->lock);
+	if (!l) {
+		st = listing_fetch(fs, path, &l, &err);
+		if (st != CM_OK) {
+			char line[512];
+			log_warn("listing %s/: %s", path, cm_err_format(&err, line, sizeof(line)));
+			reply_status(req, st);
+			free(path);
+			return;
+		}
+		pthread_mutex_lock(&fs->lock);
+		listing_put(in->listing);
+		in->listing = l;
+		l->refs++;
+		in->listing_expiry = util_now_ms() + fs->ttl_ms;
+		pthread_mutex_unlock(&fs->lock);
+	}
+	free(path);
+	dh = xcalloc(1, sizeof(*dh));
+	dh->listing = l;
+	dh->dir = in;
+	fi->fh = (uint64_t)(uintptr_t)dh;
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+		       int plus)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_dirhandle *dh = (struct fs_dirhandle *)(uintptr_t)fi->fh;
+	struct listing *l = dh->listing;
+	char *buf = malloc(size);
+	size_t used = 0;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = (size_t)off; i < l->n + 2; i++) {
+		struct stat st;
+		const char *name;
+		size_t n;
+		memset(&st, 0, sizeof(st));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			st.st_ino = i == 0 ? dh->dir->ino : FUSE_ROOT_ID;
+			st.st_mode = S_IFDIR;
+			if (plus) {
+				struct fuse_entry_param e;
+				memset(&e, 0, sizeof(e));
+				e.attr = st;
+				n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)i + 1);
+			} else {
+				n = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
+			}
+		} else {
+			const struct listing_entry *le = &l->e[i - 2];
+			char *path = join_path(dh->dir->path, le->name);
+			struct fs_inode *in = find_path(fs, path);
+			name = le->name;
+			if (plus) {
+				struct fuse_entry_param e;
+				if (!in)
+					in = inode_new(fs, path, le->type);
+				apply_listing_entry(fs, in, le);
+				memset(&e, 0, sizeof(e));
+				e.ino = in->ino;
+				e.generation = 1;
+				fill_stat(fs, in, &e.attr);
+				e.attr_timeout = ttl_seconds(fs->ttl_ms);
+				e.entry_timeout = ttl_seconds(fs->ttl_ms);
+				n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)i + 1);
+				if (n <= size - used)
+					in->nlookup++;
+				else if (!in->nlookup)
+					inode_maybe_free(fs, in);
+			} else {
+				st.st_ino = in ? in->ino : 0;
+				st.st_mode = in ? in->attr.mode : le->type;
+				n = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
+			}
+			free(path);
+		}
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_dirhandle *dh = (struct fs_dirhandle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	pthread_mutex_lock(&fs->lock);
+	listing_put(dh->listing);
+	pthread_mutex_unlock(&fs->lock);
+	free(dh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+
+	(void)ino;
+	memset(&st, 0, sizeof(st));
+	/* object stores have no fixed size: report a large, plausible one (1 PiB) */
+	st.f_bsize = 1 << 20;
+	st.f_frsize = 1 << 20;
+	st.f_blocks = 1ULL << 30;
+	st.f_bfree = 1ULL << 30;
+	st.f_bavail = 1ULL << 30;
+	st.f_files = 1ULL << 32;
+	st.f_ffree = 1ULL << 32;
+	st.f_favail = 1ULL << 32;
+	st.f_namemax = 255;
+	fuse_reply_statfs(req, &st);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO; /* always plus: ls -l costs no lookups */
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	(void)ino;
+	(void)name;
+	(void)size;
+	fuse_reply_err(req, ENODATA);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.create = op_create,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+};
+
+const struct fuse_lowlevel_ops *fs_operations(void)
+{
+	return &fs_ops;
+}
+
+struct fs *fs_create(const struct fs_config *cfg)
+{
+	struct fs *fs = xcalloc(1, sizeof(*fs));
+	struct fs_inode *root;
+
+	fs->cfg = *cfg;
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->n_buckets = 1024;
+	fs->by_ino = xcalloc(fs->n_buckets, sizeof(*fs->by_ino));
+	fs->by_path = xcalloc(fs->n_buckets, sizeof(*fs->by_path));
+	fs->next_ino = FUSE_ROOT_ID;
+	fs->ttl_ms = (int64_t)(cfg->metadata_ttl * 1000);
+	fs->neg_ttl_ms = (int64_t)(cfg->negative_ttl * 1000);
+	fs->fdata_opts = (struct fdata_opts){
+		.store = cfg->store,
+		.workq = cfg->workq,
+		.budget = cfg->budget,
+		.disk = cfg->disk,
+		.part_size = cfg->part_size,
+		.concurrency = cfg->concurrency,
+	};
+	fs->reader_opts = (struct reader_opts){
+		.part_size = cfg->part_size,
+		.budget = cfg->budget,
+		.workq = cfg->workq,
+	};
+	root = inode_new(fs, "", S_IFDIR);
+	root->nlookup = 1;
+	return fs;
+}
+
+int fs_commit_all(struct fs *fs)
+{
+	struct fs_inode **dirty = NULL;
+	size_t n = 0;
+	int failed = 0;
+
+	/* gather first (holding each open), then commit each once without the lock */
+	pthread_mutex_lock(&fs->lock);
+	for (size_t b = 0; b < fs->n_buckets; b++) {
+		for (struct fs_inode *in = fs->by_ino[b]; in; in = in->next_ino) {
+			if (in->data && fdata_dirty(in->data) && !in->unlinked) {
+				dirty = xrealloc(dirty, (n + 1) * sizeof(*dirty));
+				dirty[n++] = in;
+				in->open_count++;
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (commit_inode(fs, dirty[i]) != 0)
+			failed++;
+		pthread_mutex_lock(&fs->lock);
+		dirty[i]->open_count--;
+		inode_maybe_free(fs, dirty[i]);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	free(dirty);
+	return failed;
+}
+
+void fs_get_stats(struct fs *fs, struct fs_stats *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	*out = fs->stats;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_destroy(struct fs *fs)
+{
+	if (!fs)
+		return;
+	for (size_t b = 0; b < fs->n_buckets; b++) {
+		struct fs_inode *in = fs->by_ino[b], *next;
+		for (; in; in = next) {
+			next = in->next_ino;
+			fdata_destroy(in->data);
+			listing_put(in->listing);
+			free(in->path);
+			free(in->etag);
+			free(in->open_etag);
+			free(in->link_target);
+			free(in);
+		}
+	}
+	free(fs->by_ino);
+	free(fs->by_path);
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}

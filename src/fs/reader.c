@@ -1,0 +1,663 @@
+/*
+ * reader.c - sequential detection and a prefetch window of parallel ranged
+ * GETs for one open object (see reader.h for the contract).
+ *
+ * Streams. A reader follows up to READER_STREAMS sequential streams, so that
+ * several threads (or one program) reading different regions through one
+ * handle each keep a window of their own. A read continues a stream when it
+ * starts where the stream's furthest read ended, or, once the stream is
+ * sequential, anywhere from the part of its last read to the end of its
+ * window (FUSE may deliver the kernel's read-ahead out of order). Any other
+ * read is a jump: it starts a new stream (a free slot, else the least recently
+ * used one) at min_window with no streak. A stream with no streak prefetches
+ * nothing: its reads are random and go straight to the store for exactly the
+ * bytes asked. The second read in a row starts prefetching; from then on the
+ * window doubles each time the stream's reads move into a new part, up to
+ * max_window. A stream not read for READER_STREAM_IDLE_MS is forgotten (and
+ * its parts dropped) at the next read of another.
+ *
+ * Parts. Part i holds bytes [i * part_size, min((i + 1) * part_size, size)).
+ * r->parts is sorted by index and holds only parts some stream wants: from
+ * the part of the stream's last read to the part holding the end of its
+ * window. After each read the parts no stream wants (the ones behind, those
+ * of a forgotten stream) are dropped. A part moves
+ *   WANT (no memory yet) -> FETCHING (budget taken, a job filling data)
+ *        -> READY (complete) | FAILED (a marker: memory given back).
+ * A part holds p->len bytes of the budget exactly when p->data is not NULL.
+ *
+ * Budget. No thread serving reader_read ever waits for the budget. The WANT
+ * parts are taken up by a chain of jobs on the work queue: one link at a time
+ * per reader waits in membudget_acquire (without the lock) for the first WANT
+ * part; with the memory in hand it queues the next link if more parts are
+ * wanted, then fetches its own part. A read that needs a part without memory
+ * waits for it at most READER_WANT_WAIT_MS (the usual delay before a link
+ * gets to it), then fetches its bytes straight into the caller's buffer. So
+ * a reader whose parts fill the budget still advances, and as it does its
+ * parts behind are dropped, which lets the link go on. A read that needs a
+ * FETCHING part waits for it: that job waits only for the network. At most
+ * one work-queue thread per reader ever waits for the budget. (With a
+ * non-blocking membudget_try_acquire the links could go: a read would take
+ * the memory itself when it is there and skip the read-ahead when not.)
+ *
+ * Errors. A GET that fails with a retryable status is resumed after the bytes
+ * already received; READER_RETRIES failures in a row without progress end it.
+ * Every answer's ETag is checked against the one known at open, so bytes from
+ * two versions of an object are never mixed (CM_E_PRECONDITION). A FAILED
+ * part stays as a marker (no memory) so the window does not fetch it again
+ * and again; the read that needs it drops it and fetches its bytes itself,
+ * and returns that attempt's error if it fails too. So a persistent failure
+ * reaches the reader, and one that has passed (a fetch in flight when the
+ * faults started) is never reported late.
+ *
+ * Lifetime. The owner and every job hold a reference (refs). reader_destroy
+ * marks the reader dead, drops every part (a part a job is working on is
+ * unlinked and marked orphan; that job frees it), waits until no part is
+ * FETCHING (those jobs use the store), then drops its reference. A link still
+ * waiting for budget touches only the reader and the budget when it wakes,
+ * and the last reference frees the reader; the work queue (which runs or
+ * finishes every job before it is destroyed) must go before the budget.
+ *
+ * Locking: r->lock protects everything that changes after create, except a
+ * FETCHING part's data, which belongs to its job until it leaves FETCHING
+ * (the state change is made under the lock). Lock order: r->lock, then the
+ * budget's and the work queue's (taken inside it, never the other way).
+ */
+#include "fs/reader.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define READER_STREAMS 4
+#define READER_STREAM_IDLE_MS 1000      /* a stream not read for this long is forgotten */
+#define READER_RETRIES 3        /* retryable failures in a row without progress */
+#define READER_WANT_WAIT_MS 5   /* how long a read waits for a part to get its memory */
+
+/* macOS has no pthread_condattr_setclock */
+#ifdef __APPLE__
+#define READER_CLOCK CLOCK_REALTIME
+#else
+#define READER_CLOCK CLOCK_MONOTONIC
+#endif
+
+enum part_state {
+	PART_WANT = 0,
+	PART_FETCHING,
+	PART_READY,
+	PART_FAILED,
+};
+
+struct part {
+	uint64_t index;
+	size_t len;                     /* bytes of the object in this part */
+	char *data;                     /* NULL unless FETCHING or READY */
+	enum part_state state;
+	int busy;                       /* a job works on it (waiting for budget or fetching) */
+	int orphan;                     /* unlinked while busy: the job frees it */
+	struct part *next;
+};
+
+struct stream {
+	int active;
+	unsigned streak;                /* sequential reads in a row after the first */
+	uint64_t pos;                   /* start of the last read */
+	uint64_t next_off;              /* end of the furthest read; > 0 when active */
+	uint64_t window;                /* bytes wanted ahead of next_off (when streak > 0) */
+	uint64_t last_use;              /* r->tick at the last read */
+	int64_t last_ms;                /* util_now_ms() at the last read */
+};
+
+struct reader {
+	struct store *store;
+	char *key;
+	char *etag;                     /* as known at open, without quotes; NULL: not checked */
+	uint64_t size;
+	uint64_t part_size, min_window, max_window;
+	struct membudget *budget;
+	struct workq *workq;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;            /* on READER_CLOCK; a part changed state */
+	struct part *parts;             /* protected by lock; sorted by index, no duplicates */
+	struct stream streams[READER_STREAMS];  /* protected by lock */
+	uint64_t tick;                  /* protected by lock: reads so far */
+	int refs;                       /* protected by lock: owner + jobs */
+	int fetching;                   /* protected by lock: parts in FETCHING */
+	int linking;                    /* protected by lock: a budget link is queued or running */
+	int dead;                       /* protected by lock: reader_destroy was called */
+	struct reader_stats stats;      /* protected by lock */
+};
+
+/* An ETag without its quotes, in buf; NULL when there is none. */
+static const char *etag_bare(const char *etag, char *buf, size_t len)
+{
+	size_t n;
+
+	if (!etag || !*etag)
+		return NULL;
+	n = strlen(etag);
+	if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"') {
+		etag++;
+		n -= 2;
+	}
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, etag, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+struct reader *reader_create(struct store *s, const char *key, uint64_t size, const char *etag,
+			     const struct reader_opts *opts)
+{
+	struct reader *r = xcalloc(1, sizeof(*r));
+	pthread_condattr_t attr;
+	char bare[256];
+
+	r->store = s;
+	r->key = xstrdup(key);
+	if (etag_bare(etag, bare, sizeof(bare)))
+		r->etag = xstrdup(bare);
+	r->size = size;
+	r->part_size = opts->part_size ? opts->part_size : 8ULL << 20;
+	r->min_window = opts->min_window ? opts->min_window : r->part_size;
+	r->max_window = opts->max_window ? opts->max_window : 64ULL << 20;
+	if (r->max_window < r->min_window)
+		r->max_window = r->min_window;
+	r->budget = opts->budget;
+	r->workq = opts->workq;
+	r->refs = 1;
+	r->stats.window = r->min_window;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_init(&attr);
+#ifndef __APPLE__
+	pthread_condattr_setclock(&attr, READER_CLOCK);
+#endif
+	pthread_cond_init(&r->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	return r;
+}
+
+static void reader_free(struct reader *r)
+{
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->lock);
+	free(r->key);
+	free(r->etag);
+	free(r);
+}
+
+/* Drop a reference; the last one frees the reader. Called without the lock. */
+static void reader_unref(struct reader *r)
+{
+	int last;
+
+	pthread_mutex_lock(&r->lock);
+	last = --r->refs == 0;
+	pthread_mutex_unlock(&r->lock);
+	if (last)
+		reader_free(r);
+}
+
+/* ---- fetching ---- */
+
+struct fill_sink {
+	char *dst;
+	size_t cap;
+	size_t got;
+};
+
+static int fill_sink_fn(void *ctx, const char *data, size_t len)
+{
+	struct fill_sink *f = ctx;
+
+	if (len > f->cap - f->got)
+		return -1;
+	memcpy(f->dst + f->got, data, len);
+	f->got += len;
+	return 0;
+}
+
+/* CM_OK when the answer's ETag is the one known at open (or either is unknown). */
+static enum cm_status check_etag(const struct reader *r, const struct s3_object_head *head,
+				 struct cm_err *err)
+{
+	char bare[256];
+	const char *got = etag_bare(head->etag, bare, sizeof(bare));
+
+	if (!r->etag || !got || strcmp(r->etag, got) == 0)
+		return CM_OK;
+	log_warn("read %s: the object changed since it was opened (ETag %s, now %s)", r->key,
+		 r->etag, got);
+	cm_err_clear(err);
+	return cm_err_set(err, CM_E_PRECONDITION, "%s changed since it was opened", r->key);
+}
+
+/*
+ * Fetch object bytes [off, off + len) into dst, without the lock. Retryable
+ * failures are resumed after the bytes already received, until READER_RETRIES
+ * of them in a row bring nothing. Adds the GETs started to *gets and the bytes
+ * received to *fetched. Returns CM_OK with all len bytes in dst, or a status
+ * with err filled.
+ */
+static enum cm_status fetch_range(struct reader *r, uint64_t off, size_t len, char *dst,
+				  uint64_t *gets, uint64_t *fetched, struct cm_err *err)
+{
+	struct fill_sink sink = { dst, len, 0 };
+	enum cm_status st = CM_OK;
+	int failures = 0;
+
+	while (sink.got < len) {
+		struct s3_object_head head;
+		size_t before = sink.got;
+
+		/* zeroed here: not every layer clears it on failure */
+		memset(&head, 0, sizeof(head));
+		(*gets)++;
+		st = store_get(r->store, r->key, off + before, len - before, fill_sink_fn, &sink, &head,
+			       NULL, err);
+		if (st == CM_OK)
+			st = check_etag(r, &head, err);
+		s3_object_head_release(&head);
+		if (st == CM_OK) {
+			if (sink.got < len)
+				st = cm_err_set(err, CM_E_PROTOCOL, "%s: %zu of %zu bytes at offset %llu",
+						r->key, sink.got, len, (unsigned long long)off);
+			break;
+		}
+		if (!cm_status_retryable(st))
+			break;
+		failures = sink.got > before ? 0 : failures + 1;
+		if (failures > READER_RETRIES)
+			break;
+		log_debug("read %s: GET at %llu failed (%s), resuming", r->key,
+			  (unsigned long long)(off + sink.got), cm_status_str(st));
+	}
+	*fetched += sink.got;
+	return st;
+}
+
+/* Free a part no longer linked, with its memory. Caller holds the lock. */
+static void part_free(struct reader *r, struct part *p)
+{
+	if (p->data) {
+		free(p->data);
+		membudget_release(r->budget, p->len);
+	}
+	free(p);
+}
+
+/* Drop a part just unlinked: free it, or leave it to the job working on it. */
+static void part_drop(struct reader *r, struct part *p)
+{
+	if (p->busy)
+		p->orphan = 1;
+	else
+		part_free(r, p);
+}
+
+/* The first part waiting for memory that no link has taken. Caller holds the lock. */
+static struct part *first_want(struct reader *r)
+{
+	for (struct part *p = r->parts; p; p = p->next)
+		if (p->state == PART_WANT && !p->busy)
+			return p;
+	return NULL;
+}
+
+/* Fetch a FETCHING part's bytes (the job's, without the lock), then publish the result. */
+static void fetch_part(struct reader *r, struct part *p)
+{
+	uint64_t gets = 0, fetched = 0;
+	struct cm_err err;
+	enum cm_status st;
+
+	cm_err_clear(&err);
+	st = fetch_range(r, p->index * r->part_size, p->len, p->data, &gets, &fetched, &err);
+	pthread_mutex_lock(&r->lock);
+	r->stats.gets += gets;
+	r->stats.bytes_fetched += fetched;
+	p->busy = 0;
+	if (p->orphan) {
+		part_free(r, p);
+	} else if (st == CM_OK) {
+		p->state = PART_READY;
+	} else {
+		log_warn("read %s: part at %llu failed: %s", r->key,
+			 (unsigned long long)(p->index * r->part_size), cm_status_str(st));
+		free(p->data);
+		p->data = NULL;
+		membudget_release(r->budget, p->len);
+		p->state = PART_FAILED;
+	}
+	r->fetching--;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/*
+ * A link of the budget chain (a job holding one reference): wait for the
+ * memory of the first WANT part, hand the chain on if more parts wait, then
+ * fetch the part. Ends the chain when nothing waits or the reader is dead.
+ */
+static void link_run(void *arg)
+{
+	struct reader *r = arg;
+	struct part *p;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		p = r->dead ? NULL : first_want(r);
+		if (!p)
+			break;
+		p->busy = 1;
+		pthread_mutex_unlock(&r->lock);
+		membudget_acquire(r->budget, p->len);
+		pthread_mutex_lock(&r->lock);
+		if (p->orphan) {
+			/* dropped (or the reader destroyed) while we waited */
+			membudget_release(r->budget, p->len);
+			free(p);
+			continue;
+		}
+		p->data = malloc(p->len);
+		if (!p->data) {
+			membudget_release(r->budget, p->len);
+			log_warn("read %s: no memory for a read-ahead part", r->key);
+			p->state = PART_FAILED;
+			p->busy = 0;
+			pthread_cond_broadcast(&r->cond);
+			continue;
+		}
+		p->state = PART_FETCHING;
+		r->fetching++;
+		pthread_cond_broadcast(&r->cond);
+		if (first_want(r)) {
+			r->refs++;
+			workq_submit(r->workq, link_run, r);
+		} else {
+			r->linking = 0;
+		}
+		pthread_mutex_unlock(&r->lock);
+		fetch_part(r, p);
+		reader_unref(r);
+		return;
+	}
+	r->linking = 0;
+	pthread_mutex_unlock(&r->lock);
+	reader_unref(r);
+}
+
+/* ---- streams and the window ---- */
+
+static uint64_t part_index(const struct reader *r, uint64_t off)
+{
+	return off / r->part_size;
+}
+
+/* The last part a sequential stream wants: the one holding its window's end. */
+static uint64_t stream_last_part(const struct reader *r, const struct stream *s)
+{
+	uint64_t end = s->next_off + s->window;
+
+	if (end > r->size || end < s->next_off)
+		end = r->size;
+	return part_index(r, end - 1);
+}
+
+static int part_wanted(const struct reader *r, uint64_t index)
+{
+	for (int i = 0; i < READER_STREAMS; i++) {
+		const struct stream *s = &r->streams[i];
+		if (s->active && s->streak && index >= part_index(r, s->pos) &&
+		    index <= stream_last_part(r, s))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Find or start the stream of a read of [off, end) and move it on; grows its
+ * window when the read is sequential. Caller holds the lock.
+ */
+static struct stream *stream_for_read(struct reader *r, uint64_t off, uint64_t end)
+{
+	struct stream *s = NULL, *victim = NULL;
+	int64_t now = util_now_ms();
+
+	r->tick++;
+	for (int i = 0; i < READER_STREAMS; i++) {
+		struct stream *c = &r->streams[i];
+		if (c->active && now - c->last_ms > READER_STREAM_IDLE_MS)
+			c->active = 0;
+		if (c->active && off == c->next_off && !s)
+			s = c;
+	}
+	for (int i = 0; i < READER_STREAMS && !s; i++) {
+		struct stream *c = &r->streams[i];
+		if (c->active && c->streak && off >= part_index(r, c->pos) * r->part_size &&
+		    off < c->next_off + c->window)
+			s = c;
+	}
+	if (s) {
+		uint64_t last_end_part = part_index(r, s->next_off - 1);
+		if (s->streak < UINT_MAX)
+			s->streak++;
+		if (s->streak > 1 && part_index(r, end - 1) > last_end_part)
+			s->window = s->window * 2 > r->max_window ? r->max_window : s->window * 2;
+		s->pos = off;
+		if (end > s->next_off)
+			s->next_off = end;
+	} else {
+		for (int i = 0; i < READER_STREAMS; i++) {
+			struct stream *c = &r->streams[i];
+			if (!c->active) {
+				victim = c;
+				break;
+			}
+			if (!victim || c->last_use < victim->last_use)
+				victim = c;
+		}
+		s = victim;
+		memset(s, 0, sizeof(*s));
+		s->active = 1;
+		s->pos = off;
+		s->next_off = end;
+		s->window = r->min_window;
+	}
+	s->last_use = r->tick;
+	s->last_ms = now;
+	r->stats.window = s->window;
+	return s;
+}
+
+/* Drop every part no stream wants. Caller holds the lock. */
+static void drop_unwanted(struct reader *r)
+{
+	struct part **pp = &r->parts;
+
+	while (*pp) {
+		struct part *p = *pp;
+		if (part_wanted(r, p->index)) {
+			pp = &p->next;
+		} else {
+			*pp = p->next;
+			part_drop(r, p);
+		}
+	}
+}
+
+/* Add WANT parts for the window of a sequential stream and start the chain. Lock held. */
+static void schedule(struct reader *r, const struct stream *s)
+{
+	uint64_t first = part_index(r, s->pos), last = stream_last_part(r, s);
+	struct part **pp = &r->parts;
+	int added = 0;
+
+	if (!s->streak || !r->workq || !r->budget)
+		return;
+	for (uint64_t i = first; i <= last; i++) {
+		struct part *p;
+		while (*pp && (*pp)->index < i)
+			pp = &(*pp)->next;
+		if (*pp && (*pp)->index == i)
+			continue;
+		p = xcalloc(1, sizeof(*p));
+		p->index = i;
+		p->len = (size_t)(r->size - i * r->part_size < r->part_size ? r->size - i * r->part_size
+							  : r->part_size);
+		p->state = PART_WANT;
+		p->next = *pp;
+		*pp = p;
+		added = 1;
+	}
+	if (added && !r->linking) {
+		r->linking = 1;
+		r->refs++;
+		workq_submit(r->workq, link_run, r);
+	}
+}
+
+static struct part *find_part(struct reader *r, uint64_t index)
+{
+	for (struct part *p = r->parts; p && p->index <= index; p = p->next)
+		if (p->index == index)
+			return p;
+	return NULL;
+}
+
+/* Set *ts to ms milliseconds from now on READER_CLOCK. */
+static void deadline_after(struct timespec *ts, long ms)
+{
+	clock_gettime(READER_CLOCK, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Take p out of r->parts. Caller holds the lock. */
+static void unlink_part(struct reader *r, struct part *p)
+{
+	struct part **pp = &r->parts;
+
+	while (*pp != p)
+		pp = &(*pp)->next;
+	*pp = p->next;
+}
+
+ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err)
+{
+	uint64_t end, pos;
+	struct stream *s;
+	struct timespec deadline;
+	int waiting = 0;        /* 1: deadline set; 2: it passed */
+	ssize_t ret;
+
+	cm_err_clear(err);
+	if (off >= r->size || len == 0)
+		return 0;
+	if (len > r->size - off)
+		len = (size_t)(r->size - off);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	end = off + len;
+	pthread_mutex_lock(&r->lock);
+	s = stream_for_read(r, off, end);
+	drop_unwanted(r);
+	schedule(r, s);
+	pos = off;
+	while (pos < end) {
+		uint64_t index = part_index(r, pos), part_end = (index + 1) * r->part_size;
+		struct part *p = find_part(r, index);
+		uint64_t run_end, gets = 0, fetched = 0;
+		enum cm_status st;
+
+		if (p && p->state == PART_READY) {
+			uint64_t n = (end < part_end ? end : part_end) - pos;
+			memcpy(buf + (pos - off), p->data + (pos - index * r->part_size), (size_t)n);
+			pos += n;
+			continue;
+		}
+		if (p && p->state == PART_FAILED) {
+			/* the read-ahead failed: this read tries again itself */
+			unlink_part(r, p);
+			part_free(r, p);
+			p = NULL;
+		}
+		if (p && p->state == PART_FETCHING) {
+			pthread_cond_wait(&r->cond, &r->lock);
+			continue;       /* it may have been dropped meanwhile */
+		}
+		if (p && p->state == PART_WANT && waiting < 2) {
+			/*
+			 * Its memory is normally a moment away; if the budget is
+			 * spent it may be long, and this read goes on without it.
+			 */
+			if (!waiting) {
+				deadline_after(&deadline, READER_WANT_WAIT_MS);
+				waiting = 1;
+			}
+			if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
+				waiting = 2;
+			continue;
+		}
+		/* no memory for it, or a random read: straight into buf */
+		run_end = end < part_end ? end : part_end;
+		while (run_end < end) {
+			struct part *q = find_part(r, part_index(r, run_end));
+			if (q && q->state != PART_WANT)
+				break;
+			run_end = end - run_end < r->part_size ? end : run_end + r->part_size;
+		}
+		pthread_mutex_unlock(&r->lock);
+		st = fetch_range(r, pos, (size_t)(run_end - pos), buf + (pos - off), &gets, &fetched, err);
+		pthread_mutex_lock(&r->lock);
+		r->stats.gets += gets;
+		r->stats.bytes_fetched += fetched;
+		if (st != CM_OK) {
+			log_warn("read %s: %zu bytes at %llu failed: %s", r->key, len,
+				 (unsigned long long)off, cm_status_str(st));
+			ret = -1;
+			goto out_unlock;
+		}
+		pos = run_end;
+	}
+	r->stats.bytes_served += len;
+	ret = (ssize_t)len;
+out_unlock:
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+void reader_stats(struct reader *r, struct reader_stats *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->stats;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void reader_destroy(struct reader *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->dead = 1;
+	while (r->parts) {
+		struct part *p = r->parts;
+		r->parts = p->next;
+		part_drop(r, p);
+	}
+	while (r->fetching)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	reader_unref(r);
+}

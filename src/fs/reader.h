@@ -1,0 +1,69 @@
+/*
+ * reader.h - reads of one object for the filesystem: sequential detection and
+ * a prefetch window of parallel ranged GETs, within the mount's memory budget.
+ *
+ * A reader serves one open object (key, size, ETag as known at open). It keeps
+ * a window of parts (part_size each, aligned to part_size) ahead of the
+ * reader. Sequential access (a read starting where the previous one ended, or
+ * inside the current window) grows the window, doubling from min_window up to
+ * max_window; a jump elsewhere shrinks it back to min_window and drops parts
+ * that are no longer useful. Random reads (no streak) fetch only the bytes
+ * asked for (a single ranged GET, rounded up to 64 KiB), never whole parts.
+ * No read downloads the whole object first.
+ *
+ * Parts are fetched by jobs on the work queue; a reader waiting for a byte
+ * waits only for the part that holds it. Memory for parts is taken from the
+ * budget before a fetch starts and given back when the part is dropped, so
+ * readers and writers of a mount share one cap. A part whose fetch failed is
+ * retried once on a retryable status, then its error is returned to the read
+ * that needs it (and the part dropped, so a later read tries again).
+ *
+ * Thread-safe: FUSE may call reader_read from several threads at once on one
+ * handle (one mutex; no lock is held across a network call).
+ */
+#ifndef CM_FS_READER_H
+#define CM_FS_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/status.h"
+#include "common/workq.h"
+#include "store/store.h"
+#include "store/transfer.h"
+
+struct reader_opts {
+	uint64_t part_size;             /* 0: 8 MiB */
+	uint64_t min_window;            /* 0: one part */
+	uint64_t max_window;            /* 0: 64 MiB */
+	struct membudget *budget;       /* borrowed; required */
+	struct workq *workq;            /* borrowed; required */
+};
+
+/* Counters of one reader, for tests and the manager's statistics. */
+struct reader_stats {
+	uint64_t gets;                  /* ranged GETs started */
+	uint64_t bytes_fetched;         /* bytes received from the store */
+	uint64_t bytes_served;          /* bytes handed to reader_read callers */
+	uint64_t window;                /* current window size in bytes */
+};
+
+struct reader;
+
+/* key and etag are copied. size is the object's size; reads past it return 0. */
+struct reader *reader_create(struct store *s, const char *key, uint64_t size, const char *etag,
+			     const struct reader_opts *opts);
+
+/*
+ * Read up to len bytes at off into buf. Returns the number of bytes read (short
+ * only at end of object; 0 at or past it), or -1 with err filled.
+ */
+ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err);
+
+void reader_stats(struct reader *r, struct reader_stats *out);
+
+/* Waits for fetches in flight, frees every part. NULL is a no-op. */
+void reader_destroy(struct reader *r);
+
+#endif
