@@ -622,10 +622,15 @@ int cmd_unmount(int argc, char **argv)
 			       "committed first by the mount process.\n  -l, --lazy   detach now even if busy\n");
 			return 0;
 		}
-		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "--lazy"))
+		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "--lazy")) {
 			lazy = 1;
-		else
+		} else if (argv[i][0] == '-' || dir) {
+			fprintf(stderr, "cloudmount: unmount: unexpected \"%s\"\nusage: cloudmount unmount [-l] DIR\n",
+				argv[i]);
+			return CLI_USAGE;
+		} else {
 			dir = argv[i];
+		}
 	}
 	if (!dir) {
 		fprintf(stderr, "usage: cloudmount unmount [-l] DIR\n");

@@ -117,6 +117,8 @@ int cmd_ls(int argc, char **argv)
 		for (size_t i = 0; i < page.n_prefixes; i++)
 			printf("%30s PRE %s\n", "", page.prefixes[i] + base_len);
 		for (size_t i = 0; i < page.n_objects; i++) {
+			if (!recursive && !page.objects[i].key[base_len])
+				continue; /* the directory's own marker ("dir/") */
 			format_time(&page.objects[i].last_modified, when, sizeof(when));
 			printf("%s %10" PRIu64 " %s\n", when, page.objects[i].size,
 			       page.objects[i].key + base_len);
