@@ -80,7 +80,9 @@ struct fs_inode {
 
 struct fs_handle {
 	struct fs_inode *inode;
-	struct reader *reader;          /* read-only handles of clean files */
+	struct reader *reader;          /* read-only handles of clean files; swapped under fs->lock */
+	struct reader **retired;        /* readers replaced while other reads may still use them */
+	size_t n_retired;               /* protected by fs->lock */
 	int writable;
 };
 
@@ -1552,6 +1554,37 @@ static struct fs_handle *handle_of(struct fuse_file_info *fi)
 	return (struct fs_handle *)(uintptr_t)fi->fh;
 }
 
+/*
+ * Bring a file inode's size and ETag up to date with a HEAD when they are
+ * older than the TTL (the object may have changed elsewhere). Called without
+ * the lock. Returns CM_OK, CM_E_NOT_FOUND or an error.
+ */
+static enum cm_status revalidate(struct fs *fs, struct fs_inode *in, int force)
+{
+	struct s3_object_head head;
+	struct cm_err err;
+	enum cm_status st;
+	char *path;
+
+	pthread_mutex_lock(&fs->lock);
+	if ((!force && attr_fresh(fs, in)) || in->local || in->data || !S_ISREG(in->attr.mode)) {
+		pthread_mutex_unlock(&fs->lock);
+		return CM_OK;
+	}
+	path = xstrdup(in->path);
+	pthread_mutex_unlock(&fs->lock);
+	st = store_head(fs->cfg.store, path, &head, &err);
+	pthread_mutex_lock(&fs->lock);
+	fs->stats.heads++;
+	if (st == CM_OK)
+		apply_head(fs, in, &head);
+	pthread_mutex_unlock(&fs->lock);
+	if (st == CM_OK)
+		s3_object_head_release(&head);
+	free(path);
+	return st;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -1559,6 +1592,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_handle *h;
 	int acc = fi->flags & O_ACCMODE;
 	int writable = acc == O_WRONLY || acc == O_RDWR;
+	enum cm_status st;
 
 	if (writable && fs->cfg.read_only) {
 		fuse_reply_err(req, EROFS);
@@ -1566,11 +1600,20 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	pthread_mutex_lock(&fs->lock);
 	in = find_ino(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
 	if (!in) {
-		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	/* the reader and the page cache are keyed on the ETag: it must be current */
+	if (!(fi->flags & O_TRUNC)) {
+		st = revalidate(fs, in, 0);
+		if (st != CM_OK) {
+			reply_status(req, st);
+			return;
+		}
+	}
+	pthread_mutex_lock(&fs->lock);
 	if (S_ISDIR(in->attr.mode)) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, EISDIR);
@@ -1660,6 +1703,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	struct fs_inode *in = h->inode;
 	struct cm_err err;
 	struct fdata *data;
+	struct reader *reader;
 	char *buf = malloc(size ? size : 1);
 	ssize_t n;
 
@@ -1686,7 +1730,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 							  &fs->reader_opts);
 			pthread_mutex_unlock(&fs->lock);
 		}
-		n = reader_read(h->reader, (uint64_t)off, size, buf, &err);
+		pthread_mutex_lock(&fs->lock);
+		reader = h->reader;
+		pthread_mutex_unlock(&fs->lock);
+		n = reader_read(reader, (uint64_t)off, size, buf, &err);
+		if (n < 0 && err.status == CM_E_PRECONDITION && revalidate(fs, in, 1) == CM_OK) {
+			/* replaced elsewhere since the open: read the new version from here on */
+			struct reader *r;
+			pthread_mutex_lock(&fs->lock);
+			/* another read of this handle may be inside the old reader: free it at release */
+			h->retired = xrealloc(h->retired, (h->n_retired + 1) * sizeof(*h->retired));
+			h->retired[h->n_retired++] = h->reader;
+			h->reader = reader_create(fs->cfg.store, in->path, in->attr.size, in->etag, &fs->reader_opts);
+			r = h->reader;
+			pthread_mutex_unlock(&fs->lock);
+			n = reader_read(r, (uint64_t)off, size, buf, &err);
+		}
 		if (n < 0) {
 			char line[512];
 			log_warn("read %s: %s", in->path, cm_err_format(&err, line, sizeof(line)));
@@ -1767,6 +1826,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	pthread_mutex_unlock(&fs->lock);
 	fdata_destroy(drop);
 	reader_destroy(h->reader);
+	for (size_t i = 0; i < h->n_retired; i++)
+		reader_destroy(h->retired[i]);
+	free(h->retired);
 	free(h);
 	fuse_reply_err(req, 0);
 }

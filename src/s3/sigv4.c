@@ -225,7 +225,8 @@ static int canonical_query(struct buf *out, const char *query)
 			goto out_free;
 		p = amp ? amp + 1 : end;
 	}
-	qsort(params, n, sizeof(*params), cmp_param);
+	if (n)
+		qsort(params, n, sizeof(*params), cmp_param);
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			buf_putc(out, '&');

@@ -135,6 +135,8 @@ static enum cm_status f_get(struct store *s, const char *key, uint64_t offset, u
 	if (st != CM_OK) {
 		if (got)
 			*got = 0;
+		if (head)
+			memset(head, 0, sizeof(*head)); /* outputs are zeroed on failure */
 		return st;
 	}
 	pthread_mutex_lock(&f->lock);
