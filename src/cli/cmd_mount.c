@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fs/fs.h"
+#include "s3/sigv4.h"
 
 struct mount_opts {
 	struct cli_conn_opts conn;
@@ -418,6 +419,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 	struct cm_err err;
 	struct store *store = NULL;
 	struct fdata_disk *disk = NULL;
+	struct metacache *metacache = NULL;
 	struct fs *fs = NULL;
 	struct fuse_session *se = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -444,11 +446,25 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 	staging_dir = xasprintf("%s/staging", cache_dir);
 	mkdir_p(staging_dir, 0700);
 	disk = fdata_disk_create(staging_dir, m->cache_limit ? m->cache_limit : 10ULL << 30);
+	{
+		/* one attribute cache per endpoint, bucket and prefix */
+		char *id = xasprintf("%s|%s|%s", s3_client_endpoint(ctx.client), url->bucket, url->key);
+		char hex[65], *meta_dir = xasprintf("%s/meta", cache_dir), *db;
+		sigv4_sha256_hex(id, strlen(id), hex);
+		hex[16] = '\0';
+		mkdir_p(meta_dir, 0700);
+		db = xasprintf("%s/%s-%s.sqlite", meta_dir, url->bucket, hex);
+		metacache = metacache_open(db);
+		free(db);
+		free(meta_dir);
+		free(id);
+	}
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.store = store;
 	cfg.workq = ctx.workq;
 	cfg.budget = ctx.budget;
 	cfg.disk = disk;
+	cfg.metacache = metacache;
 	cfg.bucket = url->bucket;
 	cfg.metadata_ttl = m->ttl;
 	cfg.negative_ttl = m->ttl < 1 ? m->ttl : 1;
@@ -529,6 +545,7 @@ out_release:
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
 	fs_destroy(fs);
+	metacache_close(metacache);
 	fdata_disk_destroy(disk);
 	store_destroy(store);
 	cli_ctx_release(&ctx);

@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fs/meta.h"
+#include "fs/metacache.h"
 #include "fs/reader.h"
 
 #define DIR_MARKER_TYPE "application/x-directory"
@@ -50,6 +51,8 @@ struct listing_entry {
 	uint64_t size;
 	struct timespec mtime;
 	char *etag;
+	int has_meta;                   /* meta holds mode/uid/gid/mtime from the metadata cache */
+	struct fs_attr meta;
 };
 
 struct listing {
@@ -288,16 +291,60 @@ static void make_entry(struct fs *fs, struct fs_inode *in, struct fuse_entry_par
 	in->nlookup++;
 }
 
+/*
+ * Directories have no ETag in a listing; their attributes (set by mkdir,
+ * chmod, utimens here) are kept in the metadata cache under "path/" with the
+ * pseudo-ETag "dir" and trusted by key. Caller holds the lock.
+ */
+#define DIR_ETAG "dir"
+
+static void dir_meta_load(struct fs *fs, struct fs_inode *in)
+{
+	struct fs_attr a = in->attr;
+	char *key;
+
+	if (in->meta_known || !*in->path || !fs->cfg.metacache)
+		return;
+	key = xasprintf("%s/", in->path);
+	if (metacache_get(fs->cfg.metacache, key, DIR_ETAG, 0, &a) && S_ISDIR(a.mode)) {
+		in->attr = a;
+		in->attr.size = 0;
+		in->meta_known = 1;
+	}
+	free(key);
+}
+
+static void dir_meta_save(struct fs *fs, const struct fs_inode *in)
+{
+	char *key = xasprintf("%s/", in->path);
+	metacache_put(fs->cfg.metacache, key, DIR_ETAG, 0, &in->attr);
+	free(key);
+}
+
 /* Record what a listing says about an object in its inode (caller holds lock). */
 static void apply_listing_entry(struct fs *fs, struct fs_inode *in, const struct listing_entry *le)
 {
 	if (in->local || in->data)
 		return; /* our own state is newer */
 	if (le->type == S_IFDIR) {
-		if (!S_ISDIR(in->attr.mode))
+		if (!S_ISDIR(in->attr.mode)) {
 			in->attr.mode = S_IFDIR | fs->cfg.dir_mode;
+			in->meta_known = 0;
+		}
+		dir_meta_load(fs, in);
 	} else {
 		int same = in->etag[0] && strcmp(in->etag, le->etag) == 0;
+		if (le->has_meta && (!same || !in->meta_known)) {
+			/* the metadata cache knows this version's headers: no HEAD needed */
+			free(in->etag);
+			in->etag = xstrdup(le->etag);
+			in->attr.mode = le->meta.mode;
+			in->attr.uid = le->meta.uid;
+			in->attr.gid = le->meta.gid;
+			in->attr.mtime = le->meta.mtime;
+			in->meta_known = 1;
+			same = 1;
+		}
 		if (!same) {
 			/* a new version: what we knew from headers no longer holds */
 			if (!(in->meta_known && S_ISLNK(in->attr.mode) && !le->etag[0])) {
@@ -336,6 +383,8 @@ static void apply_head(struct fs *fs, struct fs_inode *in, const struct s3_objec
 		a.size = 0;
 	in->attr = a;
 	in->meta_known = mask != 0;
+	if (mask)
+		metacache_put(fs->cfg.metacache, in->path, h->etag, h->last_modified.tv_sec, &a);
 	if (strcmp(in->etag, h->etag ? h->etag : "") != 0) {
 		free(in->link_target);
 		in->link_target = NULL;
@@ -419,6 +468,8 @@ static enum cm_status listing_fetch(struct fs *fs, const char *dirpath, struct l
 					e->size = page.objects[i].size;
 					e->mtime = page.objects[i].last_modified;
 					e->etag = xstrdup(page.objects[i].etag ? page.objects[i].etag : "");
+					e->has_meta = metacache_get(fs->cfg.metacache, full, e->etag,
+								    e->mtime.tv_sec, &e->meta);
 				}
 			}
 		}
@@ -525,11 +576,32 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 
 /* ---- lookup ---- */
 
+/* What a lookup found out about a name. */
+struct probe_result {
+	mode_t type;                    /* S_IFREG or S_IFDIR */
+	int have_head;                  /* head is filled (a HEAD answered) */
+	struct s3_object_head head;
+	int have_entry;                 /* entry describes the object from a listing */
+	struct listing_entry entry;     /* name and etag malloc'd */
+};
+
+static void probe_result_release(struct probe_result *r)
+{
+	if (r->have_head)
+		s3_object_head_release(&r->head);
+	free(r->entry.name);
+	free(r->entry.etag);
+	memset(r, 0, sizeof(*r));
+}
+
 struct probe_list_job {
 	struct fs *fs;
 	char *prefix;
+	char *delimiter;
+	int max_keys;
 	enum cm_status st;
-	int found;
+	struct s3_list_page page;
+	struct cm_err err;
 	int done;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -538,13 +610,8 @@ struct probe_list_job {
 static void probe_list_run(void *arg)
 {
 	struct probe_list_job *j = arg;
-	struct s3_list_page page;
-	struct cm_err err;
 
-	j->st = store_list(j->fs->cfg.store, j->prefix, NULL, NULL, NULL, 1, &page, &err);
-	if (j->st == CM_OK)
-		j->found = page.n_objects > 0 || page.n_prefixes > 0;
-	s3_list_page_release(&page);
+	j->st = store_list(j->fs->cfg.store, j->prefix, j->delimiter, NULL, NULL, j->max_keys, &j->page, &j->err);
 	pthread_mutex_lock(&j->lock);
 	j->done = 1;
 	pthread_cond_signal(&j->cond);
@@ -552,52 +619,101 @@ static void probe_list_run(void *arg)
 }
 
 /*
- * Ask the store what path is: one round trip, a HEAD of "path" and a
- * one-key listing of "path/" sent at once. Returns CM_OK with *type S_IFREG
- * (head filled) or S_IFDIR, CM_E_NOT_FOUND, or an error.
+ * Ask the store what path is, in one round trip: a listing of prefix "path"
+ * with delimiter "/" (the object "path" is its first key if it exists; the
+ * directory shows as the common prefix "path/" unless more than a page of
+ * names like "path-x" sort before it), and, unless the metadata cache has seen
+ * this key before, a HEAD of "path" sent at the same time for its headers.
+ * Returns CM_OK with r filled, CM_E_NOT_FOUND, or an error.
  */
-static enum cm_status probe(struct fs *fs, const char *path, mode_t *type, struct s3_object_head *head,
-			    struct cm_err *err)
+static enum cm_status probe(struct fs *fs, const char *path, struct probe_result *r, struct cm_err *err)
 {
-	struct probe_list_job j = { .fs = fs };
-	enum cm_status hst;
+	struct probe_list_job j = { .fs = fs, .max_keys = 100 };
+	enum cm_status hst = CM_E_NOT_FOUND;
+	size_t plen = strlen(path);
+	char *dir_key = xasprintf("%s/", path);
+	int want_head = !metacache_known(fs->cfg.metacache, path) && !metacache_known(fs->cfg.metacache, dir_key);
+	int dir_seen = 0;
+	const struct s3_object_info *exact = NULL;
 
-	memset(head, 0, sizeof(*head));
-	j.prefix = xasprintf("%s/", path);
+	free(dir_key);
+	memset(r, 0, sizeof(*r));
+	j.prefix = xstrdup(path);
+	j.delimiter = xstrdup("/");
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.cond, NULL);
 	workq_submit(fs->cfg.workq, probe_list_run, &j);
-	hst = store_head(fs->cfg.store, path, head, err);
+	if (want_head)
+		hst = store_head(fs->cfg.store, path, &r->head, err);
 	pthread_mutex_lock(&j.lock);
 	while (!j.done)
 		pthread_cond_wait(&j.cond, &j.lock);
 	pthread_mutex_unlock(&j.lock);
 	pthread_cond_destroy(&j.cond);
 	pthread_mutex_destroy(&j.lock);
-	free(j.prefix);
 	pthread_mutex_lock(&fs->lock);
-	fs->stats.heads++;
 	fs->stats.lookups_remote++;
+	if (want_head)
+		fs->stats.heads++;
 	pthread_mutex_unlock(&fs->lock);
-	if (j.st == CM_OK && j.found) {
-		s3_object_head_release(head);
-		*type = S_IFDIR;
-		return CM_OK;
-	}
-	if (hst == CM_OK) {
-		struct fs_attr a = { .mode = S_IFREG };
-		fs_meta_parse(&head->meta, &a);
-		*type = S_ISDIR(a.mode) ? S_IFDIR : S_IFREG;
-		return CM_OK;
-	}
-	if (hst != CM_E_NOT_FOUND)
-		return hst;
+	r->have_head = hst == CM_OK;
+	if (hst != CM_OK && hst != CM_E_NOT_FOUND)
+		goto out_error;
 	if (j.st != CM_OK) {
+		hst = j.st;
 		if (err)
-			cm_err_set(err, j.st, "listing %s/ failed", path);
-		return j.st;
+			*err = j.err;
+		goto out_error;
 	}
-	return CM_E_NOT_FOUND;
+	for (size_t i = 0; i < j.page.n_prefixes; i++)
+		if (strncmp(j.page.prefixes[i], path, plen) == 0 && !strcmp(j.page.prefixes[i] + plen, "/"))
+			dir_seen = 1;
+	for (size_t i = 0; i < j.page.n_objects && !exact; i++)
+		if (!strcmp(j.page.objects[i].key, path))
+			exact = &j.page.objects[i];
+	if (!dir_seen && j.page.is_truncated) {
+		/* names sorting between "path" and "path/" filled the page: ask directly */
+		struct s3_list_page page;
+		char *dp = xasprintf("%s/", path);
+		enum cm_status st = store_list(fs->cfg.store, dp, NULL, NULL, NULL, 1, &page, err);
+		free(dp);
+		if (st != CM_OK) {
+			hst = st;
+			goto out_error;
+		}
+		dir_seen = page.n_objects > 0 || page.n_prefixes > 0;
+		s3_list_page_release(&page);
+	}
+	if (dir_seen) {
+		r->type = S_IFDIR;
+	} else if (r->have_head || exact) {
+		struct fs_attr a = { .mode = S_IFREG };
+		if (r->have_head)
+			fs_meta_parse(&r->head.meta, &a);
+		r->type = S_ISDIR(a.mode) ? S_IFDIR : S_IFREG;
+		if (exact) {
+			r->have_entry = 1;
+			r->entry.type = S_IFREG;
+			r->entry.size = exact->size;
+			r->entry.mtime = exact->last_modified;
+			r->entry.etag = xstrdup(exact->etag ? exact->etag : "");
+			r->entry.has_meta = metacache_get(fs->cfg.metacache, path, r->entry.etag,
+							  exact->last_modified.tv_sec, &r->entry.meta);
+		}
+	} else {
+		hst = CM_E_NOT_FOUND;
+		goto out_error;
+	}
+	s3_list_page_release(&j.page);
+	free(j.prefix);
+	free(j.delimiter);
+	return CM_OK;
+out_error:
+	s3_list_page_release(&j.page);
+	free(j.prefix);
+	free(j.delimiter);
+	probe_result_release(r);
+	return hst;
 }
 
 static void reply_negative(struct fs *fs, fuse_req_t req)
@@ -614,10 +730,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = fs_of(req);
 	struct fs_inode *dir, *in;
 	struct fuse_entry_param e;
-	struct s3_object_head head;
+	struct probe_result pr;
 	struct cm_err err;
 	enum cm_status st;
-	mode_t type = S_IFREG;
 	char *path;
 
 	if (!fs_name_valid(name, strlen(name))) {
@@ -661,7 +776,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	pthread_mutex_unlock(&fs->lock);
 
-	st = probe(fs, path, &type, &head, &err);
+	st = probe(fs, path, &pr, &err);
 	if (st == CM_E_NOT_FOUND) {
 		reply_negative(fs, req);
 		free(path);
@@ -676,17 +791,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(&fs->lock);
 	in = find_path(fs, path);
 	if (!in)
-		in = inode_new(fs, path, type);
-	if (type == S_IFDIR) {
-		if (!S_ISDIR(in->attr.mode) && !in->local && !in->data)
+		in = inode_new(fs, path, pr.type);
+	if (pr.type == S_IFDIR) {
+		if (!S_ISDIR(in->attr.mode) && !in->local && !in->data) {
 			in->attr.mode = S_IFDIR | fs->cfg.dir_mode;
+			in->meta_known = 0;
+		}
+		dir_meta_load(fs, in);
 		in->attr_expiry = util_now_ms() + fs->ttl_ms;
+	} else if (pr.have_head) {
+		apply_head(fs, in, &pr.head);
 	} else {
-		apply_head(fs, in, &head);
+		apply_listing_entry(fs, in, &pr.entry);
 	}
 	make_entry(fs, in, &e);
 	pthread_mutex_unlock(&fs->lock);
-	s3_object_head_release(&head);
+	probe_result_release(&pr);
 	fuse_reply_entry(req, &e);
 	free(path);
 }
@@ -817,6 +937,7 @@ static int commit_inode(struct fs *fs, struct fs_inode *in)
 		in->attr.size = size;
 		in->local = 0;
 		in->meta_known = 1;
+		metacache_put(fs->cfg.metacache, in->path, in->etag, 0, &in->attr);
 		in->attr_expiry = util_now_ms() + fs->ttl_ms;
 	} else {
 		fs->stats.commit_failures++;
@@ -858,6 +979,11 @@ static enum cm_status update_metadata(struct fs *fs, struct fs_inode *in, struct
 			struct s3_body body = { .fd = -1 };
 			st = store_put(fs->cfg.store, key, &body, &o, NULL, err);
 		}
+		if (st == CM_OK && S_ISDIR(in->attr.mode)) {
+			pthread_mutex_lock(&fs->lock);
+			dir_meta_save(fs, in);
+			pthread_mutex_unlock(&fs->lock);
+		}
 		if (st == CM_OK && etag && !S_ISDIR(in->attr.mode)) {
 			pthread_mutex_lock(&fs->lock);
 			free(in->etag);
@@ -865,6 +991,7 @@ static enum cm_status update_metadata(struct fs *fs, struct fs_inode *in, struct
 			etag = NULL;
 			in->meta_known = 1;
 			in->attr_expiry = util_now_ms() + fs->ttl_ms;
+			metacache_put(fs->cfg.metacache, in->path, in->etag, 0, &in->attr);
 			pthread_mutex_unlock(&fs->lock);
 		}
 		free(etag);
@@ -1035,6 +1162,9 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (link_target) {
 		free(in->link_target);
 		in->link_target = xstrdup(link_target);
+		metacache_put(fs->cfg.metacache, path, in->etag, 0, &in->attr);
+	} else {
+		dir_meta_save(fs, in);
 	}
 	in->attr_expiry = util_now_ms() + fs->ttl_ms;
 	listing_note(fs, dir, name, in);
@@ -1143,6 +1273,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		free(path);
 		return;
 	}
+	metacache_del(fs->cfg.metacache, path);
 	pthread_mutex_lock(&fs->lock);
 	in = find_path(fs, path);
 	if (in) {
@@ -1198,6 +1329,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_status(req, st);
 		goto out_free;
 	}
+	metacache_del(fs->cfg.metacache, prefix);
 	pthread_mutex_lock(&fs->lock);
 	in = find_path(fs, path);
 	if (in) {
@@ -1534,6 +1666,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	free(in->path);
 	in->path = xstrdup(to);
 	path_link(fs, in);
+	if (type != S_IFDIR) {
+		metacache_del(fs->cfg.metacache, from);
+		if (in->meta_known)
+			metacache_put(fs->cfg.metacache, to, in->etag, 0, &in->attr);
+	}
 	if (in->data)
 		fdata_set_key(in->data, to);
 	if (type == S_IFDIR)

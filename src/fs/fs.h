@@ -17,6 +17,7 @@
 
 #include "common/workq.h"
 #include "fs/fdata.h"
+#include "fs/metacache.h"
 #include "store/store.h"
 #include "store/transfer.h"
 
@@ -25,6 +26,7 @@ struct fs_config {
 	struct workq *workq;            /* borrowed */
 	struct membudget *budget;       /* borrowed */
 	struct fdata_disk *disk;        /* borrowed */
+	struct metacache *metacache;    /* borrowed; NULL: attributes are not kept across mounts */
 	const char *bucket;             /* for messages and statfs */
 	double metadata_ttl;            /* seconds; 0 = revalidate every time */
 	double negative_ttl;            /* seconds a "no such name" is trusted */
