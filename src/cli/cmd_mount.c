@@ -45,6 +45,7 @@ struct mount_opts {
 	const char *dir;
 	int foreground;
 	int read_only;
+	int posix_metadata;
 	double ttl;
 	long uid, gid;
 	long file_mode, dir_mode;
@@ -62,6 +63,9 @@ static const char mount_usage[] =
 	"Mount a bucket (or a prefix of it) on DIR. Returns once the mount is up.\n"
 	"  -f, --foreground         stay in the foreground (logs to stderr)\n"
 	"  --read-only              refuse every change\n"
+	"  --posix-metadata         HEAD listed objects not seen before, for their modes, owners and\n"
+	"                           symlinks (s3fs fidelity for buckets other tools wrote; costs a HEAD\n"
+	"                           per such object, once)\n"
 	"  --metadata-ttl SECONDS   trust cached attributes and listings this long (default 1; 0: always ask)\n"
 	"  --uid N, --gid N         owner of objects that carry none (default: yours)\n"
 	"  --file-mode OCTAL        permissions of files that carry none (default 0644)\n"
@@ -116,6 +120,10 @@ static int mount_o_option(struct mount_opts *m, char *opt)
 		return 0;
 	if (!strcmp(opt, "ro")) {
 		m->read_only = 1;
+		return 0;
+	}
+	if (!strcmp(opt, "posix_metadata")) {
+		m->posix_metadata = 1;
 		return 0;
 	}
 	if (!strcmp(opt, "nonempty")) {
@@ -181,6 +189,10 @@ static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 		}
 		if (!strcmp(a, "--read-only")) {
 			m->read_only = 1;
+			continue;
+		}
+		if (!strcmp(a, "--posix-metadata")) {
+			m->posix_metadata = 1;
 			continue;
 		}
 		if (!strcmp(a, "-o") || !strncmp(a, "-o", 2)) {
@@ -473,6 +485,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 	cfg.file_mode = m->file_mode >= 0 ? (mode_t)m->file_mode : 0644;
 	cfg.dir_mode = m->dir_mode >= 0 ? (mode_t)m->dir_mode : 0755;
 	cfg.read_only = m->read_only;
+	cfg.posix_metadata = m->posix_metadata;
 	cfg.part_size = m->conn.part_size;
 	cfg.concurrency = m->conn.concurrency > 4 ? 4 : m->conn.concurrency;
 	cfg.copy_threshold = m->copy_threshold;

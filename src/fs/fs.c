@@ -409,6 +409,80 @@ static const struct listing_entry *listing_find(const struct listing *l, const c
 	return bsearch(&key, l->e, l->n, sizeof(*l->e), cmp_entry_name);
 }
 
+struct head_batch {
+	struct fs *fs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pending;                    /* protected by lock */
+	uint64_t heads;                 /* protected by lock */
+};
+
+struct head_job {
+	struct head_batch *batch;
+	struct listing_entry *entry;
+	char *key;
+};
+
+static void head_job_run(void *arg)
+{
+	struct head_job *j = arg;
+	struct s3_object_head h;
+	struct cm_err err;
+	struct fs_attr a = { .mode = S_IFREG | j->batch->fs->cfg.file_mode, .uid = j->batch->fs->cfg.uid,
+			     .gid = j->batch->fs->cfg.gid };
+
+	if (store_head(j->batch->fs->cfg.store, j->key, &h, &err) == CM_OK) {
+		a.mtime = h.last_modified;
+		if (fs_meta_parse(&h.meta, &a)) {
+			j->entry->meta = a;
+			j->entry->has_meta = 1;
+			metacache_put(j->batch->fs->cfg.metacache, j->key, h.etag, h.last_modified.tv_sec, &a);
+		}
+		s3_object_head_release(&h);
+	}
+	pthread_mutex_lock(&j->batch->lock);
+	j->batch->heads++;
+	if (--j->batch->pending == 0)
+		pthread_cond_signal(&j->batch->cond);
+	pthread_mutex_unlock(&j->batch->lock);
+	free(j->key);
+	free(j);
+}
+
+/*
+ * --posix-metadata: HEAD every listed object the metadata cache does not
+ * know, in parallel on the work queue, so modes, owners and symlinks of
+ * objects written by other tools are right in `ls -l` (at a HEAD per such
+ * object, once: the cache remembers them).
+ */
+static void fetch_headers(struct fs *fs, const char *dirpath, struct listing *l)
+{
+	struct head_batch batch = { .fs = fs };
+
+	pthread_mutex_init(&batch.lock, NULL);
+	pthread_cond_init(&batch.cond, NULL);
+	pthread_mutex_lock(&batch.lock);
+	for (size_t i = 0; i < l->n; i++) {
+		struct head_job *j;
+		if (l->e[i].type != S_IFREG || l->e[i].has_meta)
+			continue;
+		j = xcalloc(1, sizeof(*j));
+		j->batch = &batch;
+		j->entry = &l->e[i];
+		j->key = join_path(dirpath, l->e[i].name);
+		batch.pending++;
+		workq_submit(fs->cfg.workq, head_job_run, j);
+	}
+	while (batch.pending)
+		pthread_cond_wait(&batch.cond, &batch.lock);
+	pthread_mutex_unlock(&batch.lock);
+	pthread_cond_destroy(&batch.cond);
+	pthread_mutex_destroy(&batch.lock);
+	pthread_mutex_lock(&fs->lock);
+	fs->stats.heads += batch.heads;
+	pthread_mutex_unlock(&fs->lock);
+}
+
 /*
  * Fetch a directory's listing from the store: every page, objects and common
  * prefixes merged by name, names that cannot be files skipped (and counted).
@@ -487,7 +561,8 @@ static enum cm_status listing_fetch(struct fs *fs, const char *dirpath, struct l
 	}
 	/* common prefixes sort by "name/", objects by "name": re-sort by name, and
 	 * where a file and a directory share a name the directory wins */
-	qsort(l->e, l->n, sizeof(*l->e), cmp_entry_name);
+	if (l->n) /* an empty directory has no array at all */
+		qsort(l->e, l->n, sizeof(*l->e), cmp_entry_name);
 	{
 		size_t w = 0;
 		for (size_t r = 0; r < l->n; r++) {
@@ -506,6 +581,8 @@ static enum cm_status listing_fetch(struct fs *fs, const char *dirpath, struct l
 		}
 		l->n = w;
 	}
+	if (fs->cfg.posix_metadata)
+		fetch_headers(fs, dirpath, l);
 	*out = l;
 	pthread_mutex_lock(&fs->lock);
 	fs->stats.listings++;

@@ -35,6 +35,7 @@ struct fs_config {
 	mode_t file_mode;               /* permissions of files without x-amz-meta-mode */
 	mode_t dir_mode;
 	int read_only;
+	int posix_metadata;             /* HEAD listed objects the metadata cache does not know */
 	uint64_t part_size;             /* upload part size; 0: 8 MiB */
 	int concurrency;                /* parts in flight per file; 0: 4 */
 	uint64_t copy_threshold;        /* server-side copies above this use multipart copy; 0: 5 GiB */

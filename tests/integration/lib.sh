@@ -100,6 +100,19 @@ skip() {
 	echo "ok - $1 # SKIP $2"
 }
 
+# mount_log_clean BUCKET: the background mount's log (under the sanitizer
+# build: every error it found) holds no sanitizer report and no crash.
+mount_log_clean() {
+	local log=${XDG_CACHE_HOME:-$HOME/.cache}/cloudmount/$1.log
+	if [ -f "$log" ] && grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|ThreadSanitizer' "$log"; then
+		grep -E -A12 'runtime error|AddressSanitizer|LeakSanitizer' "$log" | head -40 >"$WORK/last.out"
+		_record 1 "the mount process's log has no sanitizer report ($log)"
+	else
+		: >"$WORK/last.out"
+		_record 0 "the mount process's log has no sanitizer report"
+	fi
+}
+
 finish() {
 	echo "$TEST_NAME[$S3_SERVER]: $PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]

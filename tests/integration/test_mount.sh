@@ -198,4 +198,5 @@ if [ -n "$pid" ]; then
 else
 	it "the mount process wrote its pid" false
 fi
+mount_log_clean "$bucket"
 finish
