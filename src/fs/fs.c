@@ -1162,6 +1162,33 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 /* ---- namespace changes ---- */
 
+/*
+ * The start of every namespace change: refuse on a read-only mount, check the
+ * new name (when check_name), find the parent directory. Returns the child's
+ * path (malloc'd) with fs->lock HELD and *dir set, or NULL after replying with
+ * the error (lock not held).
+ */
+static char *begin_change(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *name,
+			  int check_name, struct fs_inode **dir)
+{
+	if (fs->cfg.read_only) {
+		fuse_reply_err(req, EROFS);
+		return NULL;
+	}
+	if (check_name && !fs_name_valid(name, strlen(name))) {
+		fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : EINVAL);
+		return NULL;
+	}
+	pthread_mutex_lock(&fs->lock);
+	*dir = find_ino(fs, parent);
+	if (!*dir) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return NULL;
+	}
+	return join_path((*dir)->path, name);
+}
+
 /* Create an object-backed entry (mkdir marker, symlink) and reply with it. */
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      const char *link_target)
@@ -1178,23 +1205,10 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	char *path, *key, *etag = NULL;
 	enum cm_status st;
 
-	if (fs->cfg.read_only) {
-		fuse_reply_err(req, EROFS);
+	path = begin_change(req, fs, parent, name, 1, &dir);
+	if (!path)
 		return;
-	}
-	if (!fs_name_valid(name, strlen(name))) {
-		fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : EINVAL);
-		return;
-	}
-	pthread_mutex_lock(&fs->lock);
-	dir = find_ino(fs, parent);
-	if (!dir) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	path = join_path(dir->path, name);
-	if (find_path(fs, path) && !find_path(fs, path)->unlinked && attr_fresh(fs, find_path(fs, path))) {
+	if (find_path(fs, path) && attr_fresh(fs, find_path(fs, path))) {
 		pthread_mutex_unlock(&fs->lock);
 		free(path);
 		fuse_reply_err(req, EEXIST);
@@ -1326,18 +1340,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path;
 	int local = 0;
 
-	if (fs->cfg.read_only) {
-		fuse_reply_err(req, EROFS);
+	path = begin_change(req, fs, parent, name, 0, &dir);
+	if (!path)
 		return;
-	}
-	pthread_mutex_lock(&fs->lock);
-	dir = find_ino(fs, parent);
-	if (!dir) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	path = join_path(dir->path, name);
 	in = find_path(fs, path);
 	if (in && in->local)
 		local = 1;
@@ -1374,18 +1379,9 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path, *prefix;
 	int nonempty = 0;
 
-	if (fs->cfg.read_only) {
-		fuse_reply_err(req, EROFS);
+	path = begin_change(req, fs, parent, name, 0, &dir);
+	if (!path)
 		return;
-	}
-	pthread_mutex_lock(&fs->lock);
-	dir = find_ino(fs, parent);
-	if (!dir) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	path = join_path(dir->path, name);
 	pthread_mutex_unlock(&fs->lock);
 	prefix = xasprintf("%s/", path);
 	st = store_list(fs->cfg.store, prefix, NULL, NULL, NULL, 2, &page, &err);
@@ -1865,22 +1861,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	char *path;
 
-	if (fs->cfg.read_only) {
-		fuse_reply_err(req, EROFS);
+	path = begin_change(req, fs, parent, name, 1, &dir);
+	if (!path)
 		return;
-	}
-	if (!fs_name_valid(name, strlen(name))) {
-		fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : EINVAL);
-		return;
-	}
-	pthread_mutex_lock(&fs->lock);
-	dir = find_ino(fs, parent);
-	if (!dir) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	path = join_path(dir->path, name);
 	in = find_path(fs, path);
 	if (in && in->data) {
 		/* O_CREAT of a file open elsewhere: share its data, truncate if asked */

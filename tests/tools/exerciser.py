@@ -505,6 +505,11 @@ class Exerciser:
                 if d not in self.weights:
                     raise SystemExit("exerciser: unknown op in --disable: %s" % d)
                 self.weights[d] = 0
+        avoid = set(x.strip() for x in a.avoid.split(",") if x.strip())
+        if avoid - {"listdir", "orphan"}:
+            raise SystemExit("exerciser: unknown --avoid item: %s" % ",".join(avoid - {"listdir", "orphan"}))
+        self.avoid_listdir = "listdir" in avoid
+        self.avoid_orphan = "orphan" in avoid
         self.opnames = [o for o in OPS if self.weights[o] > 0]
         self.opweights = [self.weights[o] for o in self.opnames]
         self.watchdog = Watchdog(self.report)
@@ -536,6 +541,8 @@ class Exerciser:
             parts.append("--allow-errors")
         if self.a.disable:
             parts += ["--disable", self.a.disable]
+        if self.a.avoid:
+            parts += ["--avoid", self.a.avoid]
         for w in self.a.weight or []:
             parts += ["--weight", w]
         return " ".join(parts)
@@ -789,6 +796,8 @@ class Exerciser:
         if st.st_size != len(s.data):
             raise Failure("%s: stat size %d, expected %d" % (s.name, st.st_size, len(s.data)))
         self.check_fsize(s, "at stat")
+        if self.avoid_listdir:
+            return
         names = set(self.sys.listdir())
         if s.name not in names:
             raise Failure("%s: stat works but readdir does not list it" % s.name)
@@ -816,7 +825,7 @@ class Exerciser:
     def op_unlink(self, s):
         if s.name is None:
             return self.recreate(s)
-        orphan = s.fd is not None and self.rng.random() < 0.3
+        orphan = s.fd is not None and self.rng.random() < 0.3 and not self.avoid_orphan
         name = s.name
         self.note("%s unlink%s, then recreate" % (name, " while open (then use the orphan)" if orphan else ""))
         if not orphan and s.fd is not None:
@@ -855,7 +864,7 @@ class Exerciser:
         s.dirty = False
         if self.sys.exists(name):
             raise Failure("%s still exists after unlink%s" % (name, " and the orphan's close" if orphan else ""))
-        if name in self.sys.listdir():
+        if not self.avoid_listdir and name in self.sys.listdir():
             raise Failure("%s still listed after unlink" % name)
         if self.rng.random() < 0.85:
             self.recreate(s)
@@ -1114,6 +1123,9 @@ def main():
     p.add_argument("--max-size", type=parse_size, default=24 * MiB, help="files are kept below this (24M)")
     p.add_argument("--weight", action="append", metavar="OP=W", help="op weight, ops: " + ",".join(OPS))
     p.add_argument("--disable", metavar="OP[,OP]", help="ops not to run (a known-broken case)")
+    p.add_argument("--avoid", default="", metavar="WHAT[,WHAT]",
+                   help="leave out a pattern that hits a known bug: 'listdir' (readdir only at the end, none "
+                        "while files are open), 'orphan' (no use of a file descriptor after unlinking its file)")
     p.add_argument("--allow-errors", action="store_true", help="accept clean errnos (fault-injection runs)")
     p.add_argument("--op-timeout", type=float, default=120, help="deadline of each op, seconds (120)")
     p.add_argument("--max-seconds", type=float, default=0, help="stop early after this long (0: no limit)")
