@@ -48,6 +48,8 @@ struct cli_conn_opts {
 	uint64_t part_size;
 	int concurrency;
 	uint64_t memory_limit;
+	const char *keyring_remote;     /* take the secret of this remote from the keyring */
+	const char *keyring_key_id;     /* ... with this access key id */
 };
 
 void cli_conn_opts_init(struct cli_conn_opts *o);
@@ -108,6 +110,26 @@ int cmd_du(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_presign(int argc, char **argv);
+
+/*
+ * Fill o from a named remote's settings (endpoint, region, addressing,
+ * profile, and the keyring secret when it has an access key id). Strings are
+ * borrowed from r.
+ */
+struct remote;
+void cli_conn_from_remote(struct cli_conn_opts *o, const struct remote *r);
+
+/* cmd_remote.c */
+int cmd_remote(int argc, char **argv);
+
+/* cmd_manager.c */
+int cmd_daemon(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_usage(int argc, char **argv);
+int cmd_autostart(int argc, char **argv);
+/* Ask a running daemon to (un)mount a remote. *handled is 0 when no daemon answers. */
+int cli_daemon_mount(const char *name, int *handled);
+int cli_daemon_unmount(const char *name, int *handled);
 
 /* cmd_mount.c */
 int cmd_mount(int argc, char **argv);

@@ -10,6 +10,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "config/remotes.h"
+#include "config/secrets.h"
 
 const char cli_conn_help[] =
 	"Connection options:\n"
@@ -151,6 +153,22 @@ int cli_conn_opt(struct cli_conn_opts *o, int argc, char **argv, int *i)
 	return 0;
 }
 
+void cli_conn_from_remote(struct cli_conn_opts *o, const struct remote *r)
+{
+	if (r->endpoint)
+		o->endpoint = r->endpoint;
+	if (r->region)
+		o->region = r->region;
+	if (r->path_style >= 0)
+		o->addressing = r->path_style ? S3_ADDR_PATH : S3_ADDR_VIRTUAL;
+	if (r->profile)
+		o->profile = r->profile;
+	if (r->access_key_id) {
+		o->keyring_remote = r->name;
+		o->keyring_key_id = r->access_key_id;
+	}
+}
+
 int cli_exit_code(enum cm_status st)
 {
 	switch (st) {
@@ -234,6 +252,28 @@ int cli_ctx_init(struct cli_ctx *ctx, const struct cli_conn_opts *o, int need_cr
 	st = awscfg_load(&req, &ctx->cfg, &err);
 	if (st != CM_OK)
 		return cli_report("configuration", &err);
+	if (o->keyring_remote && o->keyring_key_id) {
+		/* a remote added with --access-key-id: its secret is in our keyring */
+		char *secret = NULL, *key_id = NULL;
+		enum secret_backend where;
+		st = secrets_lookup(o->keyring_remote, &secret, &key_id, &where, &err);
+		if (st != CM_OK) {
+			cm_err_set(&err, CM_E_CREDENTIALS, "no secret for remote %s in the keyring or %s: "
+				   "run 'cloudmount remote add %s ...' again", o->keyring_remote,
+				   "the credentials file", o->keyring_remote);
+			awscfg_release(&ctx->cfg);
+			secrets_free(key_id);
+			return cli_report("credentials", &err);
+		}
+		aws_credentials_release(&ctx->cfg.creds);
+		free(ctx->cfg.credential_process);
+		ctx->cfg.credential_process = NULL;
+		ctx->cfg.creds.access_key_id = xstrdup(o->keyring_key_id);
+		ctx->cfg.creds.secret_access_key = secret;
+		free(ctx->cfg.creds_source);
+		ctx->cfg.creds_source = xasprintf("%s, remote %s", secrets_backend_describe(where), o->keyring_remote);
+		free(key_id);
+	}
 	ctx->creds = creds_provider_create(&ctx->cfg);
 	if (!creds_provider_has_source(ctx->creds)) {
 		if (need_creds) {

@@ -36,6 +36,7 @@
 #include "cli/cli.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "config/remotes.h"
 #include "fs/fs.h"
 #include "s3/sigv4.h"
 
@@ -46,7 +47,9 @@ struct mount_opts {
 	int foreground;
 	int read_only;
 	int posix_metadata;
+	int direct;                     /* mount NAME here, without asking the daemon */
 	double ttl;
+	int ttl_set;
 	long uid, gid;
 	long file_mode, dir_mode;
 	const char *cache_dir;
@@ -171,6 +174,8 @@ bad:
 	return -1;
 }
 
+static void mkdir_p(const char *path, mode_t mode);
+
 static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 {
 	const char *pos[2];
@@ -189,6 +194,10 @@ static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 		}
 		if (!strcmp(a, "--read-only")) {
 			m->read_only = 1;
+			continue;
+		}
+		if (!strcmp(a, "--direct")) {
+			m->direct = 1;
 			continue;
 		}
 		if (!strcmp(a, "--posix-metadata")) {
@@ -221,6 +230,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 			int bad = 0;
 			if (!strcmp(a, "--metadata-ttl")) {
 				char *end;
+				m->ttl_set = 1;
 				m->ttl = strtod(v, &end);
 				bad = *end || m->ttl < 0;
 			} else if (!strcmp(a, "--uid")) {
@@ -263,12 +273,57 @@ static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 		}
 		pos[n_pos++] = a;
 	}
-	if (n_pos != 2) {
+	if (n_pos != 2 && !(n_pos == 1 && !cli_is_s3_url(pos[0]))) {
 		fprintf(stderr, "%s", mount_usage);
 		return -1;
 	}
 	m->source = pos[0];
-	m->dir = pos[1];
+	m->dir = n_pos == 2 ? pos[1] : NULL;
+	return 0;
+}
+
+/*
+ * `cloudmount mount NAME [DIR]`: take the remote's settings where the command
+ * line gave none. Returns 0, or an exit code after a message.
+ */
+static int apply_remote(struct mount_opts *m, struct remotes *rs, char **url_out, char **dir_out)
+{
+	struct remote *r;
+	struct cm_err err;
+
+	cm_err_clear(&err);
+	if (remotes_load(NULL, rs, &err) != CM_OK)
+		return cli_report("configuration", &err);
+	r = remotes_find(rs, m->source);
+	if (!r) {
+		fprintf(stderr, "cloudmount: no remote called \"%s\" in %s (cloudmount remote list; "
+				"or mount s3://BUCKET DIR)\n", m->source, rs->path);
+		return CLI_NOT_FOUND;
+	}
+	if (!m->conn.endpoint && r->endpoint)
+		m->conn.endpoint = r->endpoint;
+	if (!m->conn.region && r->region)
+		m->conn.region = r->region;
+	if (m->conn.addressing < 0 && r->path_style >= 0)
+		m->conn.addressing = r->path_style ? S3_ADDR_PATH : S3_ADDR_VIRTUAL;
+	if (!m->conn.profile && r->profile)
+		m->conn.profile = r->profile;
+	if (r->access_key_id && !m->conn.profile) {
+		m->conn.keyring_remote = r->name;
+		m->conn.keyring_key_id = r->access_key_id;
+	}
+	m->read_only |= r->read_only;
+	if (!m->ttl_set && r->metadata_ttl >= 0)
+		m->ttl = r->metadata_ttl;
+	if (!m->cache_dir && r->cache_dir)
+		m->cache_dir = r->cache_dir;
+	*url_out = remote_url(r);
+	if (!m->dir) {
+		*dir_out = remote_mountpoint(r);
+		mkdir_p(*dir_out, 0700);
+		m->dir = *dir_out;
+	}
+	m->source = *url_out;
 	return 0;
 }
 
@@ -360,12 +415,14 @@ static void write_stats(struct stats_writer *w)
 		", \"delete\": %" PRIu64 ", \"lookups_remote\": %" PRIu64 ", \"lookups_cached\": %" PRIu64
 		", \"listings\": %" PRIu64 ", \"fs_heads\": %" PRIu64 ", \"commits\": %" PRIu64
 		", \"commit_failures\": %" PRIu64 ", \"skipped_keys\": %" PRIu64 ", \"memory_used\": %" PRIu64
-		", \"memory_peak\": %" PRIu64 ", \"staging_bytes\": %" PRIu64 "}\n",
+		", \"memory_peak\": %" PRIu64 ", \"staging_bytes\": %" PRIu64 ", \"dirty_files\": %" PRIu64
+		", \"dirty_bytes\": %" PRIu64 "}\n",
 		(int)getpid(), hs.requests, hs.retries, hs.failures, hs.bytes_up, hs.bytes_down, hs.in_flight,
 		hs.by_method[HTTP_M_GET], hs.by_method[HTTP_M_HEAD], hs.by_method[HTTP_M_PUT],
 		hs.by_method[HTTP_M_POST], hs.by_method[HTTP_M_DELETE], fsst.lookups_remote, fsst.lookups_cached,
 		fsst.listings, fsst.heads, fsst.commits, fsst.commit_failures, fsst.skipped_keys,
-		membudget_used(w->budget), membudget_peak(w->budget), fdata_disk_used(w->disk));
+		membudget_used(w->budget), membudget_peak(w->budget), fdata_disk_used(w->disk), fsst.dirty_files,
+		fsst.dirty_bytes);
 	fclose(f);
 	rename(tmp, w->path);
 	free(tmp);
@@ -573,6 +630,8 @@ int cmd_mount(int argc, char **argv)
 {
 	struct mount_opts m;
 	struct s3_url url;
+	struct remotes remotes = { 0 };
+	char *remote_url_str = NULL, *remote_dir = NULL;
 	int rc, fds[2];
 	pid_t pid;
 
@@ -586,60 +645,86 @@ int cmd_mount(int argc, char **argv)
 	}
 	if (m.conn.memory_limit == 128ULL << 20)
 		m.conn.memory_limit = 64ULL << 20; /* data buffers; the process stays under 128 MiB */
+	if (!cli_is_s3_url(m.source) && !m.direct && !m.foreground && !m.dir) {
+		/* a remote by name: the daemon mounts it, when one runs */
+		int handled;
+		rc = cli_daemon_mount(m.source, &handled);
+		if (handled) {
+			buf_release(&m.fuse_opts);
+			return rc;
+		}
+	}
+	if (!cli_is_s3_url(m.source)) {
+		rc = apply_remote(&m, &remotes, &remote_url_str, &remote_dir);
+		if (rc) {
+			buf_release(&m.fuse_opts);
+			remotes_release(&remotes);
+			return rc;
+		}
+	}
 	if (cli_parse_s3_url(m.source, &url) < 0) {
 		buf_release(&m.fuse_opts);
+		remotes_release(&remotes);
+		free(remote_url_str);
+		free(remote_dir);
 		return CLI_USAGE;
 	}
 	rc = check_mountpoint(&m);
 	if (!rc)
 		rc = check_fuse();
-	if (rc) {
-		s3_url_release(&url);
-		buf_release(&m.fuse_opts);
-		return rc;
-	}
+	if (rc)
+		goto out_release;
 	if (m.foreground) {
 		rc = run_mount(&m, &url, -1);
-	} else {
-		if (pipe(fds) < 0) {
-			perror("cloudmount: pipe");
-			return CLI_FAIL;
-		}
-		pid = fork();
-		if (pid < 0) {
-			perror("cloudmount: fork");
-			return CLI_FAIL;
-		}
-		if (pid == 0) {
-			close(fds[0]);
-			setsid();
-			rc = run_mount(&m, &url, fds[1]);
-			s3_url_release(&url);
-			buf_release(&m.fuse_opts);
-			_exit(rc);
-		}
-		close(fds[1]);
-		{
-			unsigned char c = CLI_FAIL;
-			ssize_t n;
-			do {
-				n = read(fds[0], &c, 1);
-			} while (n < 0 && errno == EINTR);
-			if (n != 1) {
-				int status;
-				waitpid(pid, &status, 0);
-				c = WIFEXITED(status) ? (unsigned char)WEXITSTATUS(status) : CLI_FAIL;
-				if (!c)
-					c = CLI_FAIL;
-			}
-			rc = c;
-		}
-		close(fds[0]);
+		goto out_release;
 	}
+	if (pipe(fds) < 0) {
+		perror("cloudmount: pipe");
+		rc = CLI_FAIL;
+		goto out_release;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("cloudmount: fork");
+		close(fds[0]);
+		close(fds[1]);
+		rc = CLI_FAIL;
+		goto out_release;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		setsid();
+		rc = run_mount(&m, &url, fds[1]);
+		goto out_release;
+	}
+	close(fds[1]);
+	{
+		/* the child reports once the mount is up, or how it failed */
+		unsigned char c = CLI_FAIL;
+		ssize_t n;
+		do {
+			n = read(fds[0], &c, 1);
+		} while (n < 0 && errno == EINTR);
+		if (n != 1) {
+			int status;
+			waitpid(pid, &status, 0);
+			c = WIFEXITED(status) ? (unsigned char)WEXITSTATUS(status) : CLI_FAIL;
+			if (!c)
+				c = CLI_FAIL;
+		}
+		rc = c;
+	}
+	close(fds[0]);
+out_release:
 	s3_url_release(&url);
 	buf_release(&m.fuse_opts);
+	remotes_release(&remotes);
+	free(remote_url_str);
+	free(remote_dir);
 	return rc;
 }
+
+static int unmount_dir(const char *dir, int lazy);
 
 int cmd_unmount(int argc, char **argv)
 {
@@ -663,9 +748,39 @@ int cmd_unmount(int argc, char **argv)
 		}
 	}
 	if (!dir) {
-		fprintf(stderr, "usage: cloudmount unmount [-l] DIR\n");
+		fprintf(stderr, "usage: cloudmount unmount [-l] DIR|NAME\n");
 		return CLI_USAGE;
 	}
+	if (!strchr(dir, '/') && remote_name_valid(dir) && access(dir, F_OK) != 0) {
+		/* a remote by name: through the daemon, or at its configured mount point */
+		struct remotes rs;
+		struct remote *r;
+		struct cm_err err;
+		int handled, rc = cli_daemon_unmount(dir, &handled);
+		char *mp;
+		if (handled)
+			return rc;
+		cm_err_clear(&err);
+		if (remotes_load(NULL, &rs, &err) != CM_OK)
+			return cli_report("configuration", &err);
+		r = remotes_find(&rs, dir);
+		if (!r) {
+			fprintf(stderr, "cloudmount: %s is neither a mount point nor a remote\n", dir);
+			remotes_release(&rs);
+			return CLI_NOT_FOUND;
+		}
+		mp = remote_mountpoint(r);
+		remotes_release(&rs);
+		rc = unmount_dir(mp, lazy);
+		free(mp);
+		return rc;
+	}
+	return unmount_dir(dir, lazy);
+}
+
+/* Unmount a directory: umount2 as root, fusermount3 otherwise. */
+static int unmount_dir(const char *dir, int lazy)
+{
 	if (geteuid() == 0) {
 		if (umount2(dir, lazy ? MNT_DETACH : 0) == 0)
 			return 0;

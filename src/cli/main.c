@@ -13,8 +13,13 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "mount", cmd_mount, "mount a bucket as a folder (returns once it is up)" },
+	{ "mount", cmd_mount, "mount s3://BUCKET DIR, or a remote by NAME (returns once it is up)" },
 	{ "unmount", cmd_unmount, "unmount a folder (files being written are committed first)" },
+	{ "remote", cmd_remote, "named buckets: add, list, show, remove, test" },
+	{ "daemon", cmd_daemon, "run the mount manager (automount, health, restarts, control socket)" },
+	{ "status", cmd_status, "every remote with its state, usage and traffic (from the daemon)" },
+	{ "usage", cmd_usage, "a remote's size and object count (cached by the daemon)" },
+	{ "autostart", cmd_autostart, "start the daemon at login: enable, disable, status" },
 	{ "ls", cmd_ls, "list objects and prefixes" },
 	{ "cat", cmd_cat, "write an object to standard output" },
 	{ "cp", cmd_cp, "copy a file to or from a bucket (multipart, parallel, progress)" },

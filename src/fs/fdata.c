@@ -55,6 +55,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,13 @@ static void disk_give(struct fdata_disk *d, uint64_t n)
 
 struct fdata {
 	pthread_mutex_t lock;
+	/*
+	 * Copies of size and "dirty" for callers that must not wait while a commit
+	 * holds the lock over the network (the filesystem asks under its global
+	 * lock). Written under lock at every unlock (unlock_publish), read without it.
+	 */
+	_Atomic uint64_t pub_size;
+	_Atomic int pub_dirty;
 	/* set at create, never changed */
 	struct store *store;
 	struct workq *workq;
@@ -181,6 +189,15 @@ struct fdata {
 	unsigned char *present; /* bit i: part i of the base is in the file */
 	uint64_t disk_held;     /* what this file holds of the disk budget */
 };
+
+/* Unlock f, publishing size and dirtiness for the lock-free getters. */
+static void unlock_publish(struct fdata *f)
+{
+	atomic_store(&f->pub_size, f->size);
+	atomic_store(&f->pub_dirty, f->dirty || f->meta_stale || f->failed);
+	pthread_mutex_unlock(&f->lock);
+}
+
 
 static int errno_of(enum cm_status st)
 {
@@ -1069,6 +1086,8 @@ struct fdata *fdata_create(const struct fdata_opts *opts, const char *key, int e
 	f->etag = etag ? xstrdup(etag) : NULL;
 	f->dirty = truncate;
 	f->fd = -1;
+	atomic_store(&f->pub_size, f->size);
+	atomic_store(&f->pub_dirty, f->dirty);
 	return f;
 }
 
@@ -1120,7 +1139,7 @@ ssize_t fdata_write(struct fdata *f, uint64_t off, const char *buf, size_t len, 
 		break;
 	}
 out:
-	pthread_mutex_unlock(&f->lock);
+	unlock_publish(f);
 	if (rc < 0) {
 		if (err)
 			*err = e;
@@ -1197,7 +1216,7 @@ ssize_t fdata_read(struct fdata *f, uint64_t off, size_t len, char *buf, struct 
 		break;
 	}
 out:
-	pthread_mutex_unlock(&f->lock);
+	unlock_publish(f);
 	if (n < 0 && err)
 		*err = e;
 	return n;
@@ -1246,7 +1265,7 @@ int fdata_truncate(struct fdata *f, uint64_t size, struct cm_err *err)
 	if (rc == 0)
 		f->dirty = 1;
 out:
-	pthread_mutex_unlock(&f->lock);
+	unlock_publish(f);
 	if (rc < 0 && err)
 		*err = e;
 	return rc;
@@ -1286,7 +1305,7 @@ int fdata_commit(struct fdata *f, const struct s3_put_opts *opts, char **etag, u
 	if (size)
 		*size = f->size;
 out:
-	pthread_mutex_unlock(&f->lock);
+	unlock_publish(f);
 	if (rc < 0 && err)
 		*err = e;
 	return rc;
@@ -1303,27 +1322,17 @@ void fdata_set_key(struct fdata *f, const char *key)
 	/* an upload under way goes to the old key: finish it now and move it (see top) */
 	if (f->up && !f->failed)
 		stream_finish(f, &e);
-	pthread_mutex_unlock(&f->lock);
+	unlock_publish(f);
 }
 
 uint64_t fdata_size(struct fdata *f)
 {
-	uint64_t n;
-
-	pthread_mutex_lock(&f->lock);
-	n = f->size;
-	pthread_mutex_unlock(&f->lock);
-	return n;
+	return atomic_load(&f->pub_size);
 }
 
 int fdata_dirty(struct fdata *f)
 {
-	int d;
-
-	pthread_mutex_lock(&f->lock);
-	d = f->dirty || f->meta_stale || f->failed;
-	pthread_mutex_unlock(&f->lock);
-	return d;
+	return atomic_load(&f->pub_dirty);
 }
 
 enum fdata_state fdata_state(struct fdata *f)
@@ -1332,7 +1341,7 @@ enum fdata_state fdata_state(struct fdata *f)
 
 	pthread_mutex_lock(&f->lock);
 	st = f->state;
-	pthread_mutex_unlock(&f->lock);
+	unlock_publish(f);
 	return st;
 }
 

@@ -1802,6 +1802,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_handle *h;
 	int acc = fi->flags & O_ACCMODE;
 	int writable = acc == O_WRONLY || acc == O_RDWR;
+	struct fdata *truncate_data = NULL;
 	enum cm_status st;
 
 	if (writable && fs->cfg.read_only) {
@@ -1836,7 +1837,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		in->data = fdata_create(&fs->fdata_opts, in->path, !in->local, in->attr.size, in->etag,
 					(fi->flags & O_TRUNC) != 0);
 	else if (writable && (fi->flags & O_TRUNC))
-		fdata_truncate(in->data, 0, NULL);
+		truncate_data = in->data; /* after unlocking: it may wait for a commit */
 	if (writable && (fi->flags & O_TRUNC))
 		clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
 	/* the kernel's page cache stays valid while the object is the one it cached */
@@ -1847,6 +1848,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!in->data)
 		h->reader = reader_create(fs->cfg.store, in->path, in->attr.size, in->etag, &fs->reader_opts);
 	pthread_mutex_unlock(&fs->lock);
+	if (truncate_data)
+		fdata_truncate(truncate_data, 0, NULL); /* the handle's open_count keeps it alive */
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fuse_reply_open(req, fi);
 }
@@ -1859,6 +1862,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fs_inode *dir, *in;
 	struct fs_handle *h;
 	struct fuse_entry_param e;
+	struct fdata *truncate_data = NULL;
 	char *path;
 
 	path = begin_change(req, fs, parent, name, 1, &dir);
@@ -1866,9 +1870,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	in = find_path(fs, path);
 	if (in && in->data) {
-		/* O_CREAT of a file open elsewhere: share its data, truncate if asked */
+		/* O_CREAT of a file open elsewhere: share its data, truncate if asked (after unlocking) */
 		if (fi->flags & O_TRUNC)
-			fdata_truncate(in->data, 0, NULL);
+			truncate_data = in->data;
 	} else {
 		if (!in)
 			in = inode_new(fs, path, S_IFREG);
@@ -1888,6 +1892,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	h->writable = 1;
 	make_entry(fs, in, &e);
 	pthread_mutex_unlock(&fs->lock);
+	if (truncate_data)
+		fdata_truncate(truncate_data, 0, NULL);
 	free(path);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fuse_reply_create(req, &e, fi);
@@ -2324,6 +2330,15 @@ void fs_get_stats(struct fs *fs, struct fs_stats *out)
 {
 	pthread_mutex_lock(&fs->lock);
 	*out = fs->stats;
+	out->dirty_files = out->dirty_bytes = 0;
+	for (size_t b = 0; b < fs->n_buckets; b++) {
+		for (struct fs_inode *in = fs->by_ino[b]; in; in = in->next_ino) {
+			if (in->data && fdata_dirty(in->data)) {
+				out->dirty_files++;
+				out->dirty_bytes += fdata_size(in->data);
+			}
+		}
+	}
 	pthread_mutex_unlock(&fs->lock);
 }
 

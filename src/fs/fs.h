@@ -60,6 +60,8 @@ struct fs_stats {
 	uint64_t commits;
 	uint64_t commit_failures;
 	uint64_t skipped_keys;          /* keys that cannot be file names */
+	uint64_t dirty_files;           /* files written and not yet acknowledged by the store */
+	uint64_t dirty_bytes;           /* their sizes: what a crash now would lose */
 };
 void fs_get_stats(struct fs *fs, struct fs_stats *out);
 

@@ -74,7 +74,9 @@ it "ls -l of objects carrying s3fs headers" ls -ln "$MNT/px"
 out_has "the 0600 file lists with the default mode" '^-rw-r--r-- .* secret\.txt$'
 out_has "the s3fs symlink lists as a regular file" '^-rw-r--r-- .* link$'
 heads1=$(stat_field head)
-it "and the listing cost no HEAD (heads $heads0 -> $heads1)" test "$heads0" = "$heads1"
+# (on a loaded machine the 2 s TTL of px itself may lapse before ls runs: its
+# own re-probe is one HEAD; the two entries must cost none)
+it "and the listing cost no HEAD per entry (heads $heads0 -> $heads1)" test $((heads1 - heads0)) -le 1
 sleep 2.2 # past the metadata TTL: the open revalidates with a HEAD
 it "cat of the 0600 file" cmp "$MNT/px/secret.txt" "$WORK/secret"
 it "after the open its mode is known (0600)" sh -c "stat -c %a '$MNT/px/secret.txt' | tee /dev/stderr | grep -qx 600"

@@ -1,0 +1,126 @@
+/*
+ * platform_linux.c - Linux: ~/CloudMount/NAME, $XDG_RUNTIME_DIR, and a
+ * systemd --user unit for autostart (Type=notify: the daemon sends READY=1
+ * once its automounts are up; KillMode=process so mount processes outlive a
+ * daemon restart).
+ */
+#ifndef __APPLE__
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+static const char *home_dir(void)
+{
+	const char *h = getenv("HOME");
+	return h && *h ? h : "/";
+}
+
+char *platform_default_mountpoint(const char *name)
+{
+	return xasprintf("%s/CloudMount/%s", home_dir(), name);
+}
+
+char *platform_runtime_dir(void)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (xdg && *xdg)
+		return xasprintf("%s/cloudmount", xdg);
+	return xasprintf("/tmp/cloudmount-%u", (unsigned)getuid());
+}
+
+static char *unit_path(void)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+
+	if (xdg && *xdg)
+		return xasprintf("%s/systemd/user/cloudmount.service", xdg);
+	return xasprintf("%s/.config/systemd/user/cloudmount.service", home_dir());
+}
+
+static void mkdirs(const char *path)
+{
+	char *p = xstrdup(path);
+
+	for (char *s = p + 1; *s; s++) {
+		if (*s == '/') {
+			*s = '\0';
+			mkdir(p, 0700);
+			*s = '/';
+		}
+	}
+	free(p);
+}
+
+int platform_autostart(int enable, const char *exe, char *msg, unsigned long msg_len)
+{
+	char *path = unit_path();
+	int rc = 0;
+
+	if (enable) {
+		FILE *f;
+		mkdirs(path);
+		f = fopen(path, "w");
+		if (!f) {
+			snprintf(msg, msg_len, "cannot write %s: %s", path, strerror(errno));
+			free(path);
+			return -1;
+		}
+		fprintf(f,
+			"# Written by 'cloudmount autostart enable'.\n"
+			"[Unit]\n"
+			"Description=CloudMount: buckets as folders\n"
+			"After=network-online.target\n"
+			"Wants=network-online.target\n"
+			"\n"
+			"[Service]\n"
+			"Type=notify\n"
+			"ExecStart=%s daemon\n"
+			"Restart=on-failure\n"
+			"RestartSec=5\n"
+			"# mount processes are the daemon's children but must outlive its restarts\n"
+			"KillMode=process\n"
+			"\n"
+			"[Install]\n"
+			"WantedBy=default.target\n",
+			exe);
+		if (fclose(f) != 0)
+			rc = -1;
+		snprintf(msg, msg_len, "wrote %s; enable it with: systemctl --user daemon-reload && "
+				       "systemctl --user enable --now cloudmount", path);
+		if (system("systemctl --user daemon-reload >/dev/null 2>&1 && "
+			   "systemctl --user enable cloudmount >/dev/null 2>&1") == 0)
+			snprintf(msg, msg_len, "wrote %s and enabled it (systemctl --user)", path);
+	} else {
+		if (system("systemctl --user disable cloudmount >/dev/null 2>&1") != 0) {
+			/* no user systemd here: removing the file is what counts */
+		}
+		if (unlink(path) < 0 && errno != ENOENT) {
+			snprintf(msg, msg_len, "cannot remove %s: %s", path, strerror(errno));
+			rc = -1;
+		} else {
+			snprintf(msg, msg_len, "removed %s", path);
+		}
+	}
+	free(path);
+	return rc;
+}
+
+int platform_autostart_enabled(void)
+{
+	char *path = unit_path();
+	int on = access(path, F_OK) == 0;
+
+	free(path);
+	return on;
+}
+#else
+typedef int platform_linux_unused;
+#endif
