@@ -330,6 +330,23 @@ def replay(d, lines, verbose=False):
     return None
 
 
+def regions(content, cands, block=64 * KiB):
+    """Which candidate each block of content equals, as runs: "0-4M before, 4M-5M last committed"."""
+    def fmt(x):
+        return "%dM" % (x // MiB) if x % MiB == 0 else "%dK" % (x // KiB) if x % KiB == 0 else str(x)
+    runs = []
+    for off in range(0, max(len(content), 1), block):
+        got = bytes(content[off:off + block])
+        m = [k for k, v in cands.items() if v is not None and v[off:off + len(got)] == got]
+        label = "/".join(m) if m else "NONE"
+        if runs and runs[-1][2] == label:
+            runs[-1][1] = off + len(got)
+        else:
+            runs.append([off, off + len(got), label])
+    out = ", ".join("%s-%s %s" % (fmt(a), fmt(b), l) for a, b, l in runs[:40])
+    return out + (" ..." if len(runs) > 40 else "")
+
+
 def resize(content, n):
     if n < len(content):
         del content[n:]
@@ -476,6 +493,7 @@ class Slot:
         self.dirty = False        # changed since the last successful commit
         self.status = "ok"        # "ok": last close/fsync succeeded; "resynced": taken from the mount
         self.errors = 0
+        self.history = []         # (op, size, sha256) of states since the last commit (--allow-errors)
 
     def new_name(self):
         self.gen += 1
@@ -493,6 +511,8 @@ class Exerciser:
         self.counts = collections.Counter()
         self.errors = collections.Counter()
         self.resyncs = 0
+        self.intermediate = 0
+        self.unsettled = 0
         self.weights = dict(DEFAULT_WEIGHTS)
         for w in a.weight or []:
             k, _, v = w.partition("=")
@@ -506,8 +526,10 @@ class Exerciser:
                     raise SystemExit("exerciser: unknown op in --disable: %s" % d)
                 self.weights[d] = 0
         avoid = set(x.strip() for x in a.avoid.split(",") if x.strip())
-        if avoid - {"listdir", "orphan"}:
-            raise SystemExit("exerciser: unknown --avoid item: %s" % ",".join(avoid - {"listdir", "orphan"}))
+        known = {"listdir", "orphan", "unsettled"}
+        if avoid - known:
+            raise SystemExit("exerciser: unknown --avoid item: %s" % ",".join(avoid - known))
+        self.avoid_unsettled = "unsettled" in avoid
         self.avoid_listdir = "listdir" in avoid
         self.avoid_orphan = "orphan" in avoid
         self.opnames = [o for o in OPS if self.weights[o] > 0]
@@ -590,6 +612,7 @@ class Exerciser:
         self.commit_ok(s)
 
     def commit_ok(self, s):
+        s.history = []
         s.committed = bytes(s.data)
         s.dirty = False
         s.status = "ok"
@@ -625,6 +648,12 @@ class Exerciser:
             d.extend(bytes(off - len(d)))
         d[off:off + len(buf)] = buf
         s.dirty = True
+        self.remember(s)
+
+    def remember(self, s):
+        """--allow-errors: the hash of each state the file passes through since its last commit."""
+        if self.a.allow_errors:
+            s.history.append((self.opno, len(s.data), hashlib.sha256(s.data).hexdigest()))
 
     def write_all(self, s, off, buf, what):
         """pwrite (or append) all of buf; the shadow tracks each piece written."""
@@ -737,6 +766,7 @@ class Exerciser:
             raise OpError(e, before, after, "truncate")
         s.data = bytearray(after)
         s.dirty = True
+        self.remember(s)
         if not use_fd and s.fd is None:
             # truncate(2) of a closed file is committed by the time it returns
             self.commit_ok(s)
@@ -884,6 +914,7 @@ class Exerciser:
                 raise OpError(e, before, b"", "open O_TRUNC")
             s.data = bytearray()
             s.dirty = True
+            self.remember(s)
         else:
             self.open_fd(s, append=(mode == "append"))
         self.check_fsize(s, "after reopen (%s)" % mode)
@@ -925,7 +956,7 @@ class Exerciser:
         """After a failed step: close, read back, check against what is sound, adopt."""
         self.resyncs += 1
         s.errors += 1
-        close_failed = False
+        close_failed = err.what == "close"
         if s.fd is not None:
             fd, s.fd = s.fd, None
             try:
@@ -933,35 +964,67 @@ class Exerciser:
             except OSError as e:
                 close_failed = True
                 self.note("resync: close failed: %s" % errname(e))
-        if err.what == "close":
-            close_failed = True
+        uncertain = close_failed or err.what.startswith(("unlink", "rename", "create"))
         cands = {}
-        if close_failed or err.what.startswith(("unlink", "rename", "create")):
+        if uncertain:
             cands["last committed"] = s.committed
         cands["before"] = err.before
         cands["after"] = err.after
         names = [s.name]
         if err.what.startswith("rename"):
             names = [err.what.split()[1], err.what.split()[3]]
-        # read back every candidate name, with retries (reads may fail too)
-        seen = {}
-        for name in names:
-            seen[name] = self.read_back(name)
-        present = {n: c for n, c in seen.items() if c is not None}
+
         def describe():
             return ", ".join("%s (%s)" % (k, "absent" if v is None else "%d bytes sha %s" % (len(v), sha(v)))
                              for k, v in cands.items())
-        for name, content in present.items():
-            if not any(v is not None and bytes(content) == v for v in cands.values()):
-                raise Failure("after %s failed with %s, %s reads back %d bytes (sha %s) that are none of: %s" % (
-                    err.what, errname(err.oserr), name, len(content), sha(content), describe()))
+
+        def check(view, when):
+            for name, content in view.items():
+                if content is None or any(v is not None and content == v for v in cands.values()):
+                    continue
+                h = hashlib.sha256(content).hexdigest()
+                past = [op for op, size, hh in s.history if hh == h]
+                if past and uncertain:
+                    # a state the file had after op N (e.g. a streamed upload completed early when
+                    # the file switched to staging): unacknowledged data lost, but nothing mixed
+                    self.note("resync: %s holds the state after op %d (an intermediate version)" % (name, past[-1]))
+                    self.intermediate += 1
+                    continue
+                self.dump(name, content, cands)
+                raise Failure("after %s failed with %s, %s reads back (%s) %d bytes (sha %s) that are none of: "
+                              "%s\n  which candidate each region of it matches: %s" % (
+                                  err.what, errname(err.oserr), name, when, len(content), sha(content),
+                                  describe(), regions(content, cands)))
+            if not any(c is not None for c in view.values()) and all(v is not None for v in cands.values()):
+                raise Failure("after %s failed with %s, the file is gone (%s, %s); it should be one of: %s" % (
+                    err.what, errname(err.oserr), ", ".join(names), when, describe()))
+
+        def show(view):
+            return ", ".join("%s %s" % (n, "absent" if c is None else "%d bytes sha %s" % (len(c), sha(c)))
+                             for n, c in view.items())
+
+        # what the mount shows right away, then once its caches expired
+        view = {name: self.read_back(name) for name in names}
+        check(view, "right after the error")
+        if self.a.settle:
+            time.sleep(self.a.settle)
+            later = {name: self.read_back(name, drop_cache=True) for name in names}
+            check(later, "%.1f s later, page cache dropped" % self.a.settle)
+            if later != view:
+                msg = ("after %s failed with %s, the mount showed %s right after the error, but %s %.1f s later "
+                       "(its caches showed a state the store does not have)" % (
+                           err.what, errname(err.oserr), show(view), show(later), self.a.settle))
+                if not self.avoid_unsettled:
+                    raise Failure(msg)
+                self.note("resync: " + msg)
+                self.unsettled += 1
+            view = later
+        present = {n: c for n, c in view.items() if c is not None}
         if not present:
-            if all(v is not None for v in cands.values()):
-                raise Failure("after %s failed with %s, the file is gone (%s); it should be one of: %s" % (
-                    err.what, errname(err.oserr), ", ".join(names), describe()))
             s.name = None
             s.data = bytearray()
             s.committed = None
+            s.history = []
             s.dirty = False
             s.status = "ok"
             self.note("resync: %s absent" % "/".join(names))
@@ -977,6 +1040,7 @@ class Exerciser:
         content = present[s.name]
         s.data = bytearray(content)
         s.committed = bytes(content)
+        s.history = []
         s.dirty = False
         s.status = "resynced"
         self.note("resync: %s is %d bytes sha %s" % (s.name, len(content), sha(content)))
@@ -997,10 +1061,29 @@ class Exerciser:
                 self.watchdog.disarm()
         raise Failure("%s keeps failing: %s" % (what, last))
 
-    def read_back(self, name):
+    def dump(self, name, content, cands):
+        if not self.a.dump_dir:
+            return
+        os.makedirs(self.a.dump_dir, exist_ok=True)
+        with open(os.path.join(self.a.dump_dir, name + ".readback"), "wb") as f:
+            f.write(content)
+        for k, v in cands.items():
+            if v is not None:
+                with open(os.path.join(self.a.dump_dir, name + "." + k.replace(" ", "_")), "wb") as f:
+                    f.write(v)
+
+    def read_back(self, name, drop_cache=False):
         """The file's content through the mount, None if it does not exist."""
+        def once():
+            if drop_cache:
+                fd = os.open(self.path(name), os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+            return bytes(self.read_file(name))
         try:
-            return self.retry(lambda: bytes(self.read_file(name)), "read back %s" % name)
+            return self.retry(once, "read back %s" % name)
         except FileNotFoundError:
             return None
 
@@ -1038,7 +1121,10 @@ class Exerciser:
             if got is None:
                 raise Failure("%s is gone at the end" % s.name)
             self.compare("%s final read back" % s.name, got, s.data)
-        names = sorted(self.sys.listdir())
+        if self.a.allow_errors:
+            names = sorted(self.retry(self.sys.listdir, "final listdir"))
+        else:
+            names = sorted(self.sys.listdir())
         want = sorted(s.name for s in self.slots if s.name is not None)
         if names != want:
             raise Failure("directory lists %s, expected %s" % (names, want))
@@ -1125,8 +1211,13 @@ def main():
     p.add_argument("--disable", metavar="OP[,OP]", help="ops not to run (a known-broken case)")
     p.add_argument("--avoid", default="", metavar="WHAT[,WHAT]",
                    help="leave out a pattern that hits a known bug: 'listdir' (readdir only at the end, none "
-                        "while files are open), 'orphan' (no use of a file descriptor after unlinking its file)")
+                        "while files are open), 'orphan' (no use of a file descriptor after unlinking its file), "
+                        "'unsettled' (after an error, accept that the mount first shows one sound state and after "
+                        "--settle another: only the later one must match the store)")
     p.add_argument("--allow-errors", action="store_true", help="accept clean errnos (fault-injection runs)")
+    p.add_argument("--settle", type=float, default=0, help="seconds after which the mount's caches show the "
+                   "store (its metadata TTL and a little): after an error the file is read back at once and "
+                   "again this much later; both must agree (0: once)")
     p.add_argument("--op-timeout", type=float, default=120, help="deadline of each op, seconds (120)")
     p.add_argument("--max-seconds", type=float, default=0, help="stop early after this long (0: no limit)")
     p.add_argument("--shadow-dir", help="write the final shadow files here")
@@ -1135,6 +1226,7 @@ def main():
                                         "EXERCISER_VERIFY_DIR; must exit 0")
     p.add_argument("--verify-dir", help="compare the final shadows with the files in this directory")
     p.add_argument("--log-tail", type=int, default=30)
+    p.add_argument("--dump-dir", help="on a wrong read back, write it and the candidates here")
     p.add_argument("--trace", help="record every system call (JSON lines) here, for --replay")
     p.add_argument("--replay", metavar="TRACE", help="instead of a random run, replay a trace on DIR and check it "
                    "against a model (written data differs from the original run's); exit 1 on a difference")
@@ -1159,8 +1251,15 @@ def main():
         p.error("--seed is required")
     if not a.dir or not os.path.isdir(a.dir):
         p.error("%s is not a directory" % a.dir)
-    if os.listdir(a.dir):
-        p.error("%s is not empty" % a.dir)
+    for i in range(10):
+        try:
+            if os.listdir(a.dir):
+                p.error("%s is not empty" % a.dir)
+            break
+        except OSError as e:
+            if not a.allow_errors or i == 9:
+                raise
+            time.sleep(0.2)
     if a.files < 1 or a.ops < 0:
         p.error("bad --files/--ops")
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
@@ -1196,8 +1295,9 @@ def main():
             ex.report("second view differs:\n  " + "\n  ".join(problems))
             return 1
     ok = sum(1 for f in m["files"].values() if f["status"] == "ok")
-    print("exerciser: %d files (%d last closed ok, %d resynced), %d resyncs, errors %s, %.1f s, ops %s" % (
-        len(m["files"]), ok, len(m["files"]) - ok, ex.resyncs,
+    print("exerciser: %d files (%d last closed ok, %d resynced), %d resyncs (%d found an intermediate version, "
+          "%d an unsettled view), errors %s, %.1f s, ops %s" % (
+        len(m["files"]), ok, len(m["files"]) - ok, ex.resyncs, ex.intermediate, ex.unsettled,
         json.dumps(m["errors"], sort_keys=True), ex.elapsed,
         " ".join("%s=%d" % kv for kv in sorted(ex.counts.items()))))
     print("exerciser: %d ops, seed %d, ok" % (ex.opno, a.seed))
