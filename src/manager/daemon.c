@@ -1168,9 +1168,16 @@ int daemon_main(int foreground, int verbose)
 		mgr.clients[i].fd = -1;
 	pthread_mutex_init(&mgr.lock, NULL);
 	pthread_cond_init(&mgr.usage_cond, NULL);
-	if (load_config(err, sizeof(err)) < 0) {
-		fprintf(stderr, "cloudmount: %s\n", err);
-		return CLI_CREDENTIALS;
+	{
+		/* a broken config is reported on the terminal, before detaching */
+		struct remotes rs;
+		struct cm_err cerr;
+		cm_err_clear(&cerr);
+		if (remotes_load(mgr.conf_path, &rs, &cerr) != CM_OK) {
+			fprintf(stderr, "cloudmount: %s\n", cerr.message);
+			return CLI_CREDENTIALS;
+		}
+		remotes_release(&rs);
 	}
 	if (open_socket() < 0)
 		return CLI_FAIL;
@@ -1200,6 +1207,9 @@ int daemon_main(int foreground, int verbose)
 	}
 	if (pipe2(mgr.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		return CLI_FAIL;
+	/* after detaching, so adopting running mounts is logged where the log goes */
+	if (load_config(err, sizeof(err)) < 0)
+		return CLI_CREDENTIALS;
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
