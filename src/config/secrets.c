@@ -258,9 +258,8 @@ enum cm_status secrets_lookup(const char *remote, char **secret, char **access_k
 					  "the keyring or ", secrets_backend_describe(SECRET_BACKEND_FILE));
 		/* Say why the keyring was not asked: the secret may well be there. */
 		return cm_err_set(err, CM_E_NOT_FOUND,
-				  "no secret for remote \"%s\" in %s, and %s could not be asked: %s",
-				  remote, secrets_backend_describe(SECRET_BACKEND_FILE),
-				  secrets_backend_describe(SECRET_BACKEND_KEYRING), kerr.message);
+				  "no secret for remote \"%s\" in %s; the keyring could not be searched: %s",
+				  remote, secrets_backend_describe(SECRET_BACKEND_FILE), kerr.message);
 	}
 	return st;
 }

@@ -395,6 +395,7 @@ static enum cm_status file_update(const char *remote, const char *key_id, const 
 		if (!secret)
 			goto out_unlock;
 		memset(&f, 0, sizeof(f));
+		cm_err_clear(err);
 		st = CM_OK;
 	}
 	if (st != CM_OK)

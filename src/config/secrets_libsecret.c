@@ -25,7 +25,10 @@
  * counts as available. Every failure reported by libsecret (no Secret Service
  * on the bus, a locked collection whose unlock prompt was dismissed or cannot be
  * shown) comes back as CM_E_UNSUPPORTED with libsecret's message, which names
- * no secret, so the dispatcher falls back to the file.
+ * no secret, so the dispatcher falls back to the file. A locked gnome-keyring
+ * hides its items from searches rather than failing them, so a lookup or
+ * delete that finds nothing checks whether the default collection is locked
+ * and, if so, says that (CM_E_UNSUPPORTED) instead of "not found".
  *
  * Secrets pass through libsecret's non-pageable memory and are freed with
  * secret_password_free, which wipes them.
@@ -94,6 +97,47 @@ static enum cm_status check_utf8(const char *s, const char *what, struct cm_err 
 	if (!g_utf8_validate(s, -1, NULL))
 		return cm_err_set(err, CM_E_INVALID, "%s is not valid UTF-8", what);
 	return CM_OK;
+}
+
+/*
+ * Whether the default collection is known to be locked. gnome-keyring shows no
+ * item of a locked collection to a search (so SECRET_SEARCH_UNLOCK has nothing
+ * to unlock), which would make a locked keyring look empty: a lookup or delete
+ * that found nothing asks this to tell "not there" from "cannot see". Any
+ * failure to ask counts as not locked. libsecret's own file backend has no
+ * collections over D-Bus: never locked.
+ */
+static int default_collection_locked(void)
+{
+	const char *backend = getenv("SECRET_BACKEND");
+	SecretCollection *collection;
+	SecretService *service;
+	GError *gerr = NULL;
+	int locked = 0;
+
+	if (backend && strcmp(backend, "file") == 0)
+		return 0;
+	service = secret_service_get_sync(SECRET_SERVICE_NONE, NULL, &gerr);
+	if (!service) {
+		g_clear_error(&gerr);
+		return 0;
+	}
+	collection = secret_collection_for_alias_sync(service, SECRET_COLLECTION_DEFAULT,
+						      SECRET_COLLECTION_NONE, NULL, &gerr);
+	g_clear_error(&gerr);
+	if (collection) {
+		locked = secret_collection_get_locked(collection);
+		g_object_unref(collection);
+	}
+	g_object_unref(service);
+	return locked;
+}
+
+/* The CM_E_UNSUPPORTED answer for a locked keyring. */
+static enum cm_status keyring_locked(struct cm_err *err)
+{
+	return cm_err_set(err, CM_E_UNSUPPORTED,
+			  "the keyring is locked (log in to the desktop, or run gnome-keyring-daemon --unlock)");
 }
 
 /*
@@ -178,9 +222,12 @@ enum cm_status secrets_keyring_lookup(const char *remote, char **secret, char **
 		g_list_free_full(items, g_object_unref);
 		return keyring_failed(gerr, "search", err);
 	}
-	if (!items)
+	if (!items) {
+		if (default_collection_locked())
+			return keyring_locked(err);
 		return cm_err_set(err, CM_E_NOT_FOUND, "no secret for remote \"%s\" in the Secret Service",
 				  remote);
+	}
 
 	value = secret_retrievable_retrieve_secret_sync(items->data, NULL, &gerr);
 	if (!value) {
@@ -220,10 +267,13 @@ enum cm_status secrets_keyring_delete(const char *remote, struct cm_err *err)
 	st = check_utf8(remote, "the remote name", err);
 	if (st != CM_OK)
 		return st;
-	/* FALSE with no error means nothing matched: not an error here. */
-	if (!secret_password_clear_sync(&cm_remote_schema, NULL, &gerr, "remote", remote, NULL) &&
-	    gerr)
+	/* FALSE with no error means nothing matched: not an error, unless we could not see. */
+	if (secret_password_clear_sync(&cm_remote_schema, NULL, &gerr, "remote", remote, NULL))
+		return CM_OK;
+	if (gerr)
 		return keyring_failed(gerr, "delete the secret", err);
+	if (default_collection_locked())
+		return keyring_locked(err);
 	return CM_OK;
 }
 

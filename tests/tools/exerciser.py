@@ -1017,6 +1017,7 @@ class Exerciser:
                 if not self.avoid_unsettled:
                     raise Failure(msg)
                 self.note("resync: " + msg)
+                print("exerciser: note (op %d, --avoid unsettled): %s" % (self.opno, msg), file=sys.stderr)
                 self.unsettled += 1
             view = later
         present = {n: c for n, c in view.items() if c is not None}
