@@ -57,6 +57,8 @@ struct mount_opts {
 	const char *log_file;
 	const char *stats_file;
 	struct buf fuse_opts;           /* -o options passed on to FUSE */
+	char *owned[8];                 /* strings from -o that conn points into */
+	int n_owned;
 	int nonempty;
 	uint64_t copy_threshold;
 };
@@ -79,6 +81,15 @@ static const char mount_usage[] =
 	"  --stats-file FILE        write request and cache counters there as JSON twice a second\n"
 	"  -o OPT[,OPT...]          FUSE options (allow_other, ...) and the above as ro, uid=, gid=,\n"
 	"                           file_mode=, dir_mode=, endpoint=, region=, profile=, path_style\n";
+
+/* Keep a copy of an -o value for as long as m lives. */
+static const char *own(struct mount_opts *m, const char *v)
+{
+	if (m->n_owned == (int)(sizeof(m->owned) / sizeof(m->owned[0])))
+		return v; /* the -o list itself outlives nothing; so many repeats are not sane */
+	m->owned[m->n_owned] = xstrdup(v);
+	return m->owned[m->n_owned++];
+}
 
 static void fuse_opt_add(struct mount_opts *m, const char *opt)
 {
@@ -150,15 +161,15 @@ static int mount_o_option(struct mount_opts *m, char *opt)
 			return 0;
 		}
 		if (!strcmp(opt, "endpoint") || !strcmp(opt, "url")) {
-			m->conn.endpoint = xstrdup(val);
+			m->conn.endpoint = own(m, val);
 			return 0;
 		}
 		if (!strcmp(opt, "region")) {
-			m->conn.region = xstrdup(val);
+			m->conn.region = own(m, val);
 			return 0;
 		}
 		if (!strcmp(opt, "profile")) {
-			m->conn.profile = xstrdup(val);
+			m->conn.profile = own(m, val);
 			return 0;
 		}
 		if (!strcmp(opt, "metadata_ttl")) {
@@ -178,7 +189,7 @@ static void mkdir_p(const char *path, mode_t mode);
 
 static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 {
-	const char *pos[2];
+	const char *pos[2] = { NULL, NULL };
 	int n_pos = 0;
 
 	for (int i = 0; i < argc; i++) {
@@ -560,6 +571,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 		rc = CLI_USAGE;
 		goto out_release;
 	}
+	fs_set_session(fs, se);
 	if (fuse_set_signal_handlers(se) != 0) {
 		rc = CLI_FAIL;
 		goto out_release;
@@ -718,6 +730,8 @@ int cmd_mount(int argc, char **argv)
 out_release:
 	s3_url_release(&url);
 	buf_release(&m.fuse_opts);
+	for (int i = 0; i < m.n_owned; i++)
+		free(m.owned[i]);
 	remotes_release(&remotes);
 	free(remote_url_str);
 	free(remote_dir);

@@ -77,7 +77,7 @@ int cmd_ls(int argc, char **argv)
 	struct cli_conn_opts o;
 	struct cli_ctx ctx;
 	struct s3_url url;
-	const char *pos[1];
+	const char *pos[1] = { NULL };
 	int n_pos, rc;
 	char *token = NULL;
 	enum cm_status st = CM_OK;
@@ -270,7 +270,7 @@ int cmd_cat(int argc, char **argv)
 	struct cli_conn_opts o;
 	struct cli_ctx ctx;
 	struct s3_url url;
-	const char *pos[1];
+	const char *pos[1] = { NULL };
 	int n_pos, rc;
 
 	cli_conn_opts_init(&o);
@@ -364,7 +364,7 @@ int cmd_cp(int argc, char **argv)
 	int flag_set[2] = { 0, 0 };
 	struct cli_conn_opts o;
 	struct cli_ctx ctx;
-	const char *pos[2];
+	const char *pos[2] = { NULL, NULL };
 	int n_pos, rc;
 	struct s3_url url;
 
@@ -541,7 +541,7 @@ int cmd_du(int argc, char **argv)
 	struct cli_ctx ctx;
 	struct s3_url url;
 	struct du_totals t = { 0, 0 };
-	const char *pos[1];
+	const char *pos[1] = { NULL };
 	struct store *store;
 	struct cm_err err;
 	enum cm_status st;
@@ -623,7 +623,7 @@ int cmd_rm(int argc, char **argv)
 	struct cli_conn_opts o;
 	struct cli_ctx ctx;
 	struct s3_url url;
-	const char *pos[1];
+	const char *pos[1] = { NULL };
 	struct store *store;
 	struct cm_err err;
 	enum cm_status st;
@@ -673,7 +673,7 @@ int cmd_stat(int argc, char **argv)
 	struct cli_conn_opts o;
 	struct cli_ctx ctx;
 	struct s3_url url;
-	const char *pos[1];
+	const char *pos[1] = { NULL };
 	struct cm_err err;
 	enum cm_status st;
 	int n_pos, rc;
@@ -726,7 +726,7 @@ int cmd_presign(int argc, char **argv)
 	struct cli_conn_opts o;
 	struct cli_ctx ctx;
 	struct s3_url url;
-	const char *pos[1];
+	const char *pos[1] = { NULL };
 	struct cm_err err;
 	long expires = 3600;
 	int put = 0, n_pos = 0, rc;

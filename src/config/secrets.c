@@ -164,7 +164,7 @@ char *secrets_file_path(void)
 enum cm_status secrets_store(const char *remote, const char *access_key_id, const char *secret,
 			     enum secret_backend *where, struct cm_err *err)
 {
-	enum secrets_mode mode;
+	enum secrets_mode mode = SECRETS_MODE_AUTO;
 	enum cm_status st;
 
 	*where = SECRET_BACKEND_NONE;
@@ -210,7 +210,7 @@ enum cm_status secrets_lookup(const char *remote, char **secret, char **access_k
 			      enum secret_backend *where, struct cm_err *err)
 {
 	struct cm_err kerr;
-	enum secrets_mode mode;
+	enum secrets_mode mode = SECRETS_MODE_AUTO;
 	enum cm_status st, kst = CM_E_NOT_FOUND;
 
 	*secret = NULL;
@@ -266,7 +266,7 @@ enum cm_status secrets_lookup(const char *remote, char **secret, char **access_k
 
 enum cm_status secrets_delete(const char *remote, struct cm_err *err)
 {
-	enum secrets_mode mode;
+	enum secrets_mode mode = SECRETS_MODE_AUTO;
 	enum cm_status st;
 
 	st = secrets_mode_get(&mode, err);

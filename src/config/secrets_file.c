@@ -299,7 +299,7 @@ static enum cm_status replace_file(const char *target, const char *text, size_t 
 	char *tmp = xasprintf("%s.tmp-XXXXXX", target);
 	char *dir = dir_of(target);
 	enum cm_status st = CM_OK;
-	int fd, dirfd;
+	int fd, dir_fd;
 
 	fd = mkstemp(tmp);
 	if (fd < 0) {
@@ -322,10 +322,10 @@ static enum cm_status replace_file(const char *target, const char *text, size_t 
 		goto out_unlink;
 	}
 	/* Make the rename durable; failing to is not worth failing the store for. */
-	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd >= 0) {
-		(void)fsync(dirfd);
-		close(dirfd);
+	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd >= 0) {
+		(void)fsync(dir_fd);
+		close(dir_fd);
 	}
 	goto out_free;
 
@@ -351,8 +351,9 @@ static char *write_target(const char *path)
 
 /*
  * The common read-modify-write of store (secret != NULL) and delete (secret ==
- * NULL). Only a store creates the directory and the file. Returns CM_OK, CM_E_NOT_FOUND (delete: nothing to remove, nothing written),
- * CM_E_CONFIG for an unreadable or unparsable file, CM_E_IO for a failed write.
+ * NULL). Only a store creates the directory and the file. Returns CM_OK,
+ * CM_E_NOT_FOUND (delete: nothing to remove, nothing written), CM_E_CONFIG for
+ * an unreadable or unparsable file, CM_E_IO for a failed write.
  */
 static enum cm_status file_update(const char *remote, const char *key_id, const char *secret,
 				  struct cm_err *err)

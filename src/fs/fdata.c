@@ -1091,6 +1091,31 @@ struct fdata *fdata_create(const struct fdata_opts *opts, const char *key, int e
 	return f;
 }
 
+int fdata_detach(struct fdata *f, struct cm_err *err)
+{
+	struct cm_err e;
+	int rc = 0;
+
+	cm_err_clear(&e);
+	pthread_mutex_lock(&f->lock);
+	if (f->failed) {
+		rc = failed_return(f, &e);
+		goto out;
+	}
+	if (f->state == FDATA_STREAM)
+		rc = stream_to_staged(f, &e);
+	else if (f->state == FDATA_CLEAN)
+		rc = clean_to_staged(f, f->size, &e);
+	/* every byte of the object, local from now on */
+	if (rc == 0)
+		rc = fetch_missing(f, 0, f->base_limit, 0, 0, &e);
+out:
+	unlock_publish(f);
+	if (rc < 0 && err)
+		*err = e;
+	return rc;
+}
+
 ssize_t fdata_write(struct fdata *f, uint64_t off, const char *buf, size_t len, struct cm_err *err)
 {
 	struct cm_err e;

@@ -112,6 +112,13 @@ int fdata_truncate(struct fdata *f, uint64_t size, struct cm_err *err);
 int fdata_commit(struct fdata *f, const struct s3_put_opts *opts, char **etag, uint64_t *size,
 		 struct cm_err *err);
 
+/*
+ * Make the file wholly local (STAGED with every part of the object fetched)
+ * so it stays readable and writable after its key is deleted: unlink of an
+ * open file. Returns 0 or -errno.
+ */
+int fdata_detach(struct fdata *f, struct cm_err *err);
+
 /* Rename the key the next commit writes to (after a rename of the open file). */
 void fdata_set_key(struct fdata *f, const char *key);
 

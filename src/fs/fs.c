@@ -106,6 +106,7 @@ struct fs {
 	int64_t ttl_ms, neg_ttl_ms;
 	struct fdata_opts fdata_opts;
 	struct reader_opts reader_opts;
+	struct fuse_session *session;   /* for cache invalidation; set once before the loop */
 };
 
 /* ---- small helpers ---- */
@@ -1339,6 +1340,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	enum cm_status st = CM_OK;
 	char *path;
 	int local = 0;
+	struct fdata *detach = NULL;
 
 	path = begin_change(req, fs, parent, name, 0, &dir);
 	if (!path)
@@ -1346,7 +1348,23 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	in = find_path(fs, path);
 	if (in && in->local)
 		local = 1;
+	if (in && in->open_count && !local) {
+		/* POSIX: an open file stays usable after unlink; keep a whole local copy first */
+		if (!in->data)
+			in->data = fdata_create(&fs->fdata_opts, in->path, 1, in->attr.size, in->etag, 0);
+		detach = in->data;
+	}
 	pthread_mutex_unlock(&fs->lock);
+	if (detach) {
+		int rc = fdata_detach(detach, &err);
+		if (rc < 0) {
+			log_warn("unlink %s: keeping a local copy for its open handles failed: %s", path,
+				 cm_status_str(err.status));
+			fuse_reply_err(req, -rc);
+			free(path);
+			return;
+		}
+	}
 	if (!local)
 		st = store_del(fs->cfg.store, path, &err);
 	if (st != CM_OK) {
@@ -1684,8 +1702,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		size = in->attr.size;
 		pthread_mutex_unlock(&fs->lock);
 		st = copy_object(fs, from, to, size, &err);
-		if (st == CM_OK)
+		if (st == CM_OK) {
 			st = store_del(fs->cfg.store, from, &err);
+			if (st != CM_OK && !target) {
+				/* the rename failed: take the copy back, so only the old name exists */
+				struct cm_err rerr;
+				if (store_del(fs->cfg.store, to, &rerr) != CM_OK)
+					log_warn("rename %s -> %s failed and %s could not be removed: both exist", from,
+						 to, to);
+			}
+		}
 	} else {
 		char *fp = xasprintf("%s/", from), *tp = xasprintf("%s/", to);
 		char **keys;
@@ -2012,6 +2038,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_handle *h = handle_of(fi);
 	struct fs_inode *in = h->inode;
 	struct fdata *drop = NULL;
+	fuse_ino_t invalidate = 0;
 
 	(void)ino;
 	if (h->writable)
@@ -2019,8 +2046,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	pthread_mutex_lock(&fs->lock);
 	in->open_count--;
 	if (!in->open_count && in->data) {
-		if (fdata_dirty(in->data) && !in->unlinked)
+		if (fdata_dirty(in->data) && !in->unlinked) {
 			log_error("%s: closed with data the store never acknowledged; it is lost", in->path);
+			/* what the mount shows must be what the store has: ask again next time */
+			in->attr_expiry = 0;
+			in->meta_known = 0;
+			free(in->open_etag);
+			in->open_etag = NULL;
+			invalidate = in->ino;
+		}
 		drop = in->data;
 		in->data = NULL;
 		in->local = 0;
@@ -2028,6 +2062,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	inode_maybe_free(fs, in);
 	pthread_mutex_unlock(&fs->lock);
 	fdata_destroy(drop);
+	if (invalidate && fs->session)
+		/* the kernel's cached attributes and pages hold the lost data */
+		fuse_lowlevel_notify_inval_inode(fs->session, invalidate, 0, 0);
 	reader_destroy(h->reader);
 	for (size_t i = 0; i < h->n_retired; i++)
 		reader_destroy(h->retired[i]);
@@ -2324,6 +2361,11 @@ int fs_commit_all(struct fs *fs)
 	}
 	free(dirty);
 	return failed;
+}
+
+void fs_set_session(struct fs *fs, struct fuse_session *se)
+{
+	fs->session = se;
 }
 
 void fs_get_stats(struct fs *fs, struct fs_stats *out)

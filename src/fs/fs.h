@@ -47,6 +47,10 @@ struct fuse_lowlevel_ops;
 struct fs *fs_create(const struct fs_config *cfg);
 /* The operations table for fuse_session_new; userdata is the struct fs. */
 const struct fuse_lowlevel_ops *fs_operations(void);
+struct fuse_session;
+/* The session, for kernel cache invalidations; call once before the loop runs. */
+void fs_set_session(struct fs *fs, struct fuse_session *se);
+
 /* Commit every dirty file (before the process exits). Returns the number that failed. */
 int fs_commit_all(struct fs *fs);
 void fs_destroy(struct fs *fs);
