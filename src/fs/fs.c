@@ -649,7 +649,14 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 	n = listing_patched(dir->listing, name, in ? &le : NULL);
 	listing_put(dir->listing);
 	dir->listing = n;
-	(void)fs;
+	/*
+	 * A fresh listing we keep up to date with our own changes stays fresh while
+	 * we change the directory (tar, cp -r: every create would otherwise probe
+	 * the store once the TTL lapsed). Changes by other clients show up once we
+	 * stop for a TTL.
+	 */
+	if (util_now_ms() < dir->listing_expiry)
+		dir->listing_expiry = util_now_ms() + fs->ttl_ms;
 }
 
 /* ---- lookup ---- */
@@ -1256,6 +1263,11 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		in->link_target = xstrdup(link_target);
 		metacache_put(fs->cfg.metacache, path, in->etag, 0, &in->attr);
 	} else {
+		/* a directory we just made is empty: lookups in it need no request */
+		listing_put(in->listing);
+		in->listing = xcalloc(1, sizeof(*in->listing));
+		in->listing->refs = 1;
+		in->listing_expiry = util_now_ms() + fs->ttl_ms;
 		dir_meta_save(fs, in);
 	}
 	in->attr_expiry = util_now_ms() + fs->ttl_ms;
