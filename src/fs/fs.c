@@ -659,6 +659,22 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 		dir->listing_expiry = util_now_ms() + fs->ttl_ms;
 }
 
+/*
+ * After a commit or a metadata change of in: the parent's listing must say
+ * the same, or a lookup served from it would bring back the old size and
+ * ETag. Caller holds the lock.
+ */
+static void note_in_parent(struct fs *fs, struct fs_inode *in)
+{
+	const char *slash = strrchr(in->path, '/');
+	char *parent = slash ? xstrndup(in->path, (size_t)(slash - in->path)) : xstrdup("");
+	struct fs_inode *dir = in->unlinked ? NULL : find_path(fs, parent);
+
+	if (dir)
+		listing_note(fs, dir, slash ? slash + 1 : in->path, in);
+	free(parent);
+}
+
 /* ---- lookup ---- */
 
 /* What a lookup found out about a name. */
@@ -1023,6 +1039,7 @@ static int commit_inode(struct fs *fs, struct fs_inode *in)
 		in->local = 0;
 		in->meta_known = 1;
 		metacache_put(fs->cfg.metacache, in->path, in->etag, 0, &in->attr);
+		note_in_parent(fs, in);
 		in->attr_expiry = util_now_ms() + fs->ttl_ms;
 	} else {
 		fs->stats.commit_failures++;
@@ -1077,6 +1094,7 @@ static enum cm_status update_metadata(struct fs *fs, struct fs_inode *in, struct
 			in->meta_known = 1;
 			in->attr_expiry = util_now_ms() + fs->ttl_ms;
 			metacache_put(fs->cfg.metacache, in->path, in->etag, 0, &in->attr);
+			note_in_parent(fs, in);
 			pthread_mutex_unlock(&fs->lock);
 		}
 		free(etag);
@@ -1365,10 +1383,20 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (!in->data)
 			in->data = fdata_create(&fs->fdata_opts, in->path, 1, in->attr.size, in->etag, 0);
 		detach = in->data;
+		in->open_count++; /* a release racing with us must not free it meanwhile */
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (detach) {
 		int rc = fdata_detach(detach, &err);
+		struct fdata *drop = NULL;
+		pthread_mutex_lock(&fs->lock);
+		if (--in->open_count == 0) {
+			/* the last handle closed while we copied: nobody needs the copy */
+			drop = in->data;
+			in->data = NULL;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		fdata_destroy(drop);
 		if (rc < 0) {
 			log_warn("unlink %s: keeping a local copy for its open handles failed: %s", path,
 				 cm_status_str(err.status));
@@ -2025,13 +2053,49 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	fuse_reply_write(req, (size_t)n);
 }
 
+/*
+ * The last close of a file failed to store its data: it is lost. From now on
+ * the mount must show what the store has. Returns the inode number whose kernel
+ * caches must be invalidated. Caller holds the lock.
+ */
+static fuse_ino_t forget_lost_data(struct fs_inode *in)
+{
+	log_error("%s: closed with data the store never acknowledged; it is lost", in->path);
+	in->attr_expiry = 0;
+	in->meta_known = 0;
+	free(in->open_etag);
+	in->open_etag = NULL;
+	return in->ino;
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct fs_handle *h = handle_of(fi);
+	struct fs_inode *in = h->inode;
+	struct fdata *drop = NULL;
+	fuse_ino_t invalidate = 0;
+	int rc;
 
 	(void)ino;
-	fuse_reply_err(req, h->writable ? commit_inode(fs, h->inode) : 0);
+	rc = h->writable ? commit_inode(fs, in) : 0;
+	if (rc) {
+		pthread_mutex_lock(&fs->lock);
+		if (in->open_count == 1 && in->data && !in->unlinked) {
+			/* the last handle: its close fails, nothing will write this data any more */
+			invalidate = forget_lost_data(in);
+			drop = in->data;
+			in->data = NULL;
+			in->local = 0;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		fdata_destroy(drop);
+		/* before replying, so the program never sees the lost data after close()
+		 * returns; the kernel holds no page of this file locked during FLUSH */
+		if (invalidate && fs->session)
+			fuse_lowlevel_notify_inval_inode(fs->session, invalidate, 0, 0);
+	}
+	fuse_reply_err(req, rc);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -2058,15 +2122,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	pthread_mutex_lock(&fs->lock);
 	in->open_count--;
 	if (!in->open_count && in->data) {
-		if (fdata_dirty(in->data) && !in->unlinked) {
-			log_error("%s: closed with data the store never acknowledged; it is lost", in->path);
-			/* what the mount shows must be what the store has: ask again next time */
-			in->attr_expiry = 0;
-			in->meta_known = 0;
-			free(in->open_etag);
-			in->open_etag = NULL;
-			invalidate = in->ino;
-		}
+		if (fdata_dirty(in->data) && !in->unlinked)
+			invalidate = forget_lost_data(in);
 		drop = in->data;
 		in->data = NULL;
 		in->local = 0;

@@ -22,19 +22,32 @@ of the contents the file may soundly have:
   * the shadow just before the failed step, or the shadow with the failed step
     applied (a write is done in pieces; the pieces the kernel reported as
     written are in the "before" shadow);
-  * and, only if the close also failed, the content of the last successful
-    commit (close or fsync), since the failed upload may have left the old
-    object in place.
-Anything else is WRONG data and fails the run. The content read back becomes
-the new shadow (and the new "last committed" content, since the file is closed
-and what the mount serves must be what the store has: the final check against
-the second view verifies that).
+  * if the close (or the step: unlink, rename, create) failed too: the content
+    of the last successful commit (close, fsync), or any state the file passed
+    through since then (hashes are kept: a streamed upload may have been
+    completed early) - unacknowledged data may be lost, never mixed.
+Anything else is WRONG data and fails the run. With --settle S (the mount's
+metadata TTL and a little) the file is read back again S seconds later with its
+page cache dropped, and both views must agree: otherwise the mount showed a
+state the store does not have (--avoid unsettled: accept, note it, and keep the
+later view). The view read back becomes the new shadow and "last committed"
+content (the file is closed: the mount must now serve what the store has; the
+final check against the second view verifies that). A failed rename may leave
+both names: the new one is kept and the old one unlinked.
+
+--avoid listdir,orphan,unsettled leaves out patterns that hit known bugs, so
+the rest can still run. --trace FILE records every system call (JSON lines);
+--replay FILE runs a trace again against a model, and --emit-python FILE turns
+one into a standalone script (for minimising a failure into a bug report).
 
 No hangs: every op runs under a deadline (--op-timeout, default 120 s). A
 watchdog thread reports the op and exits the process when it passes (a Python
 signal handler cannot run while the main thread is blocked inside a FUSE
-request; signal.alarm with the default action is kept as a last resort that
-kills the process if even the watchdog could not).
+request; signal.alarm with the default action is kept as a last resort). A
+process blocked in a FUSE request the daemon has already read cannot exit, not
+even on SIGKILL, until the daemon answers or the connection ends: so on a hang
+the watchdog also aborts the FUSE connection (when fusectl is mounted) and
+kills --kill-on-hang PID (the mount daemon).
 
 At the end every descriptor is closed (recorded per file: "ok" when the last
 close succeeded, "resynced" when the file's final content was taken from the
@@ -53,6 +66,7 @@ import collections
 import errno
 import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -68,7 +82,7 @@ MiB = 1024 * 1024
 OPS = ["write", "append", "bigseq", "truncate", "read", "fullread", "stat", "rename",
        "unlink", "reopen", "fsync", "close"]
 DEFAULT_WEIGHTS = {
-    "write": 20, "append": 10, "bigseq": 1.2, "truncate": 6, "read": 22, "fullread": 4,
+    "write": 20, "append": 10, "bigseq": 1.0, "truncate": 6, "read": 22, "fullread": 4,
     "stat": 5, "rename": 3, "unlink": 2, "reopen": 7, "fsync": 4, "close": 3,
 }
 
@@ -132,6 +146,9 @@ class Sys:
         self.trace = open(trace, "w") if trace else None
         self.hid = {}      # fd -> handle id in the trace
         self.next = 0
+        self.names = {}    # fd -> name it was opened as
+        self.closed = {}   # name -> time of its last close (--avoid release-race)
+        self.release_gap = 0
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -147,11 +164,23 @@ class Sys:
         self.t("open", name, flags_str(flags), h)
         fd = os.open(self.path(name), flags, 0o644)
         self.hid[fd] = h
+        self.names[fd] = name
         return fd
 
     def close(self, fd):
         self.t("close", self.hid.pop(fd, -1))
-        os.close(fd)
+        name = self.names.pop(fd, None)
+        try:
+            os.close(fd)
+        finally:
+            self.closed[name] = time.monotonic()
+
+    def wait_release(self, name):
+        """The kernel sends FUSE RELEASE after close() returned; give it time to be handled."""
+        if self.release_gap and name in self.closed:
+            left = self.closed[name] + self.release_gap - time.monotonic()
+            if left > 0:
+                time.sleep(left)
 
     def pwrite(self, fd, buf, off):
         self.t("pwrite", self.hid.get(fd), off, len(buf))
@@ -184,8 +213,14 @@ class Sys:
     def rename(self, a, b):
         self.t("rename", a, b)
         os.rename(self.path(a), self.path(b))
+        for fd, n in self.names.items():
+            if n == a:
+                self.names[fd] = b
+        if a in self.closed:
+            self.closed[b] = self.closed.pop(a)
 
     def unlink(self, name):
+        self.wait_release(name)
         self.t("unlink", name)
         os.unlink(self.path(name))
 
@@ -214,6 +249,7 @@ class Sys:
             return out
         finally:
             os.close(fd)
+            self.closed[name] = time.monotonic()
 
 
 def replay_data(lineno, n):
@@ -449,8 +485,10 @@ def emit_python(lines):
 class Watchdog:
     """Exits the process with a report when an op takes longer than its deadline."""
 
-    def __init__(self, report):
+    def __init__(self, report, on_hang=None, fuse_dev=None):
         self.report = report
+        self.on_hang = on_hang
+        self.fuse_dev = fuse_dev
         self.deadline = None
         self.what = ""
         self.lock = threading.Lock()
@@ -477,8 +515,29 @@ class Watchdog:
             if d is not None and time.monotonic() > d:
                 try:
                     self.report("HANG: %s did not finish within its deadline" % what)
+                    self.unstick()
                 finally:
                     os._exit(1)
+
+    def unstick(self):
+        """A thread blocked in a FUSE request that the daemon already read cannot be killed, not
+        even by exit: only an answer or the end of the connection frees it. So abort the
+        connection (fusectl, when mounted), and SIGKILL --kill-on-hang (the daemon)."""
+        if self.fuse_dev is not None:
+            p = "/sys/fs/fuse/connections/%d/abort" % self.fuse_dev
+            try:
+                with open(p, "w") as f:
+                    f.write("1")
+                print("exerciser: aborted the FUSE connection (%s)" % p, file=sys.stderr, flush=True)
+            except OSError:
+                pass
+        if self.on_hang and self.on_hang > 1:   # never 0 or -1: those would signal whole groups
+            # no fork here: a child would flush our FUSE descriptors when it closes them, and block too
+            print("exerciser: --kill-on-hang: SIGKILL to pid %d" % self.on_hang, file=sys.stderr, flush=True)
+            try:
+                os.kill(self.on_hang, signal.SIGKILL)
+            except OSError as e:
+                print("exerciser: kill %d: %s" % (self.on_hang, e), file=sys.stderr, flush=True)
 
 
 class Slot:
@@ -526,17 +585,24 @@ class Exerciser:
                     raise SystemExit("exerciser: unknown op in --disable: %s" % d)
                 self.weights[d] = 0
         avoid = set(x.strip() for x in a.avoid.split(",") if x.strip())
-        known = {"listdir", "orphan", "unsettled"}
+        known = {"listdir", "orphan", "unsettled", "release-race"}
         if avoid - known:
             raise SystemExit("exerciser: unknown --avoid item: %s" % ",".join(avoid - known))
         self.avoid_unsettled = "unsettled" in avoid
+        self.avoid_release_race = "release-race" in avoid
         self.avoid_listdir = "listdir" in avoid
         self.avoid_orphan = "orphan" in avoid
         self.opnames = [o for o in OPS if self.weights[o] > 0]
         self.opweights = [self.weights[o] for o in self.opnames]
-        self.watchdog = Watchdog(self.report)
+        try:
+            fuse_dev = os.minor(os.stat(a.dir).st_dev) if os.major(os.stat(a.dir).st_dev) == 0 else None
+        except OSError:
+            fuse_dev = None
+        self.watchdog = Watchdog(self.report, a.kill_on_hang, fuse_dev)
         self.cur = ""
         self.sys = Sys(a.dir, a.trace)
+        if self.avoid_release_race:
+            self.sys.release_gap = 0.3
 
     # ---- reporting ----
     def note(self, msg):
@@ -546,11 +612,12 @@ class Exerciser:
 
     def report(self, msg):
         out = sys.stderr
-        print("exerciser: FAILURE at op %d (seed %d): %s" % (self.opno, self.a.seed, msg), file=out)
-        print("exerciser: in progress: %s" % self.cur, file=out)
+        # the op log first, the failure last (callers often show only the tail)
         print("exerciser: last %d ops:" % len(self.log), file=out)
         for line in self.log:
             print("  " + line, file=out)
+        print("exerciser: FAILURE at op %d (seed %d): %s" % (self.opno, self.a.seed, msg), file=out)
+        print("exerciser: in progress: %s" % self.cur, file=out)
         print("exerciser: reproduce with: %s" % self.repro(), file=out)
         print("exerciser: %d ops, seed %d, FAILED" % (self.opno, self.a.seed), file=out)
         out.flush()
@@ -680,7 +747,6 @@ class Exerciser:
 
     def rand_len(self, lo, hi):
         # log-uniform between lo and hi
-        import math
         return max(lo, min(hi, int(math.exp(self.rng.uniform(math.log(lo), math.log(hi + 1))))))
 
     def data(self, n):
@@ -848,9 +914,6 @@ class Exerciser:
         s.name = new
         if self.sys.exists(old):
             raise Failure("rename %s -> %s: the old name still exists" % (old, new))
-        if s.fd is None:
-            # rename(2) of a closed file: what the store holds moved with it
-            pass
 
     def op_unlink(self, s):
         if s.name is None:
@@ -1214,8 +1277,13 @@ def main():
                    help="leave out a pattern that hits a known bug: 'listdir' (readdir only at the end, none "
                         "while files are open), 'orphan' (no use of a file descriptor after unlinking its file), "
                         "'unsettled' (after an error, accept that the mount first shows one sound state and after "
-                        "--settle another: only the later one must match the store)")
+                        "--settle another: only the later one must match the store), 'release-race' (no unlink "
+                        "within 0.3 s of a close of the same file, while the kernel's RELEASE may still be "
+                        "in flight)")
     p.add_argument("--allow-errors", action="store_true", help="accept clean errnos (fault-injection runs)")
+    p.add_argument("--kill-on-hang", type=int, metavar="PID", help="SIGKILL this process (the mount daemon) when "
+                   "an op passes its deadline: a process blocked in a FUSE request cannot exit until the "
+                   "daemon answers or dies")
     p.add_argument("--settle", type=float, default=0, help="seconds after which the mount's caches show the "
                    "store (its metadata TTL and a little): after an error the file is read back at once and "
                    "again this much later; both must agree (0: once)")
