@@ -6,8 +6,8 @@
 # The mount process's VmRSS is sampled every 100 ms from /proc/PID/status
 # (PID from --stats-file), and its VmHWM (peak RSS) is read at the end of each
 # phase (reset with /proc/PID/clear_refs before it). Default --memory-limit is
-# 128M; the peak RSS must stay under MEMORY_MAX_MIB (default 160 MiB: the
-# buffers plus code, libcurl, TLS and allocator slack).
+# 128M; the peak RSS must stay under MEMORY_MAX_MIB (default 128 MiB: buffers,
+# code, libcurl, TLS and allocator slack all within the limit).
 #
 # Always measures a build without sanitizers (ASan inflates RSS several times):
 # CLOUDMOUNT_RELEASE (default build/src/cloudmount), whatever CLOUDMOUNT says;
