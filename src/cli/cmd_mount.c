@@ -465,18 +465,6 @@ static void report_to_parent(int fd, int code)
 	}
 }
 
-static char *default_cache_dir(void)
-{
-	const char *xdg = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
-
-	if (xdg && *xdg)
-		return xasprintf("%s/cloudmount", xdg);
-	if (home && *home)
-		return xasprintf("%s/.cache/cloudmount", home);
-	return xstrdup("/tmp/cloudmount-cache");
-}
-
 static void mkdir_p(const char *path, mode_t mode)
 {
 	char *p = xstrdup(path);
@@ -505,7 +493,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fs_config cfg;
 	struct stats_writer stats = { 0 };
-	char *cache_dir = m->cache_dir ? xstrdup(m->cache_dir) : default_cache_dir();
+	char *cache_dir = m->cache_dir ? xstrdup(m->cache_dir) : util_cache_dir();
 	char *staging_dir = NULL, *opts = NULL;
 	enum cm_status st;
 	int rc;
@@ -593,17 +581,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 	if (!m->foreground) {
 		/* detach from the terminal: from now on the log file has our messages */
 		char *log = m->log_file ? xstrdup(m->log_file) : xasprintf("%s/%s.log", cache_dir, url->bucket);
-		int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		int nfd = open("/dev/null", O_RDWR);
-		if (nfd >= 0) {
-			dup2(nfd, STDIN_FILENO);
-			dup2(nfd, STDOUT_FILENO);
-			dup2(lfd >= 0 ? lfd : nfd, STDERR_FILENO);
-			if (nfd > STDERR_FILENO)
-				close(nfd);
-		}
-		if (lfd > STDERR_FILENO)
-			close(lfd);
+		util_redirect_stdio(log);
 		free(log);
 	}
 	report_to_parent(report_fd, 0);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -133,4 +135,32 @@ void util_wipe(void *p, size_t n)
 {
 	if (p)
 		OPENSSL_cleanse(p, n);
+}
+
+char *util_cache_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+
+	if (xdg && *xdg)
+		return xasprintf("%s/cloudmount", xdg);
+	if (home && *home)
+		return xasprintf("%s/.cache/cloudmount", home);
+	return xstrdup("/tmp/cloudmount-cache");
+}
+
+void util_redirect_stdio(const char *log_path)
+{
+	int lfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	int nfd = open("/dev/null", O_RDWR);
+
+	if (nfd >= 0) {
+		dup2(nfd, STDIN_FILENO);
+		dup2(nfd, STDOUT_FILENO);
+		dup2(lfd >= 0 ? lfd : nfd, STDERR_FILENO);
+		if (nfd > STDERR_FILENO)
+			close(nfd);
+	}
+	if (lfd > STDERR_FILENO)
+		close(lfd);
 }

@@ -31,6 +31,16 @@ char *util_human_bytes(uint64_t bytes, char *out, size_t len);
  */
 int util_parse_size(const char *s, uint64_t *out);
 
+/* CloudMount's cache directory: $XDG_CACHE_HOME/cloudmount or ~/.cache/cloudmount (malloc'd). */
+char *util_cache_dir(void);
+
+/*
+ * Detach a background process from its terminal: stdin and stdout to
+ * /dev/null, stderr appended to log_path (0600; /dev/null if it cannot be
+ * opened).
+ */
+void util_redirect_stdio(const char *log_path);
+
 /* Wipe n bytes in a way the compiler cannot drop. */
 void util_wipe(void *p, size_t n);
 

@@ -943,6 +943,23 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+/*
+ * Lock the table and find the inode a request names. Returns it with fs->lock
+ * HELD, or NULL after replying ENOENT (lock not held).
+ */
+static struct fs_inode *lock_inode(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
+{
+	struct fs_inode *in;
+
+	pthread_mutex_lock(&fs->lock);
+	in = find_ino(fs, ino);
+	if (!in) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+	}
+	return in;
+}
+
 /* ---- attributes ---- */
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -956,13 +973,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	char *path;
 
 	(void)fi;
-	pthread_mutex_lock(&fs->lock);
-	in = find_ino(fs, ino);
-	if (!in) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
+	in = lock_inode(req, fs, ino);
+	if (!in)
 		return;
-	}
 	if (attr_fresh(fs, in) || S_ISDIR(in->attr.mode) || in->unlinked) {
 		fill_stat(fs, in, &st);
 		pthread_mutex_unlock(&fs->lock);
@@ -1119,13 +1132,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
-	in = find_ino(fs, ino);
-	if (!in) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
+	in = lock_inode(req, fs, ino);
+	if (!in)
 		return;
-	}
 	if (to_set & FUSE_SET_ATTR_MODE)
 		in->attr.mode = (in->attr.mode & S_IFMT) | (attr->st_mode & 07777);
 	if (to_set & FUSE_SET_ATTR_UID)
@@ -1331,13 +1340,9 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	enum cm_status st;
 	char *path;
 
-	pthread_mutex_lock(&fs->lock);
-	in = find_ino(fs, ino);
-	if (!in) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
+	in = lock_inode(req, fs, ino);
+	if (!in)
 		return;
-	}
 	if (in->link_target) {
 		char *t = xstrdup(in->link_target);
 		pthread_mutex_unlock(&fs->lock);
@@ -2154,13 +2159,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	enum cm_status st;
 	char *path;
 
-	pthread_mutex_lock(&fs->lock);
-	in = find_ino(fs, ino);
-	if (!in) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
+	in = lock_inode(req, fs, ino);
+	if (!in)
 		return;
-	}
 	if (in->listing && util_now_ms() < in->listing_expiry) {
 		l = in->listing;
 		l->refs++;

@@ -390,9 +390,7 @@ static void slot_init(struct slot *s, const struct remote *r)
 {
 	struct remotes tmp = { 0 };
 	char *rt = platform_runtime_dir();
-	const char *cache = getenv("XDG_CACHE_HOME");
-	char *logdir = cache && *cache ? xasprintf("%s/cloudmount", cache)
-				       : xasprintf("%s/.cache/cloudmount", getenv("HOME") ? getenv("HOME") : "/tmp");
+	char *logdir = util_cache_dir();
 
 	memset(s, 0, sizeof(*s));
 	remotes_add(&tmp, r);
@@ -1191,18 +1189,11 @@ int daemon_main(int foreground, int verbose)
 		}
 		setsid();
 		{
-			const char *cache = getenv("XDG_CACHE_HOME");
-			char *log = cache && *cache ? xasprintf("%s/cloudmount/daemon.log", cache)
-						    : xasprintf("%s/.cache/cloudmount/daemon.log",
-								getenv("HOME") ? getenv("HOME") : "/tmp");
-			int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-			int nfd = open("/dev/null", O_RDWR);
-			if (nfd >= 0) {
-				dup2(nfd, STDIN_FILENO);
-				dup2(nfd, STDOUT_FILENO);
-				dup2(lfd >= 0 ? lfd : nfd, STDERR_FILENO);
-			}
+			char *dir = util_cache_dir(), *log = xasprintf("%s/daemon.log", dir);
+			mkdir(dir, 0700);
+			util_redirect_stdio(log);
 			free(log);
+			free(dir);
 		}
 	}
 	if (pipe2(mgr.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
