@@ -8,6 +8,7 @@
 #endif
 
 #include "cli/cli.h"
+#include "config/remotes.h"
 
 struct command {
 	const char *name;
@@ -84,6 +85,9 @@ int main(int argc, char **argv)
 		return cmd_unmount(argc - 2, argv + 2);
 	/* mount(8) through mount.fuse3 runs "cloudmount SOURCE DIR -o OPTIONS" */
 	if (!strncmp(argv[1], "s3://", 5))
+		return cmd_mount(argc - 1, argv + 1);
+	/* ... or "cloudmount NAME DIR -o OPTIONS" for a configured remote */
+	if (argc >= 3 && argv[2][0] == '/' && remote_name_valid(argv[1]))
 		return cmd_mount(argc - 1, argv + 1);
 	fprintf(stderr, "cloudmount: unknown command \"%s\"\n", argv[1]);
 	usage(stderr);
