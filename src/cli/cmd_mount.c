@@ -185,8 +185,6 @@ bad:
 	return -1;
 }
 
-static void mkdir_p(const char *path, mode_t mode);
-
 static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 {
 	const char *pos[2] = { NULL, NULL };
@@ -331,7 +329,7 @@ static int apply_remote(struct mount_opts *m, struct remotes *rs, char **url_out
 	*url_out = remote_url(r);
 	if (!m->dir) {
 		*dir_out = remote_mountpoint(r);
-		mkdir_p(*dir_out, 0700);
+		util_mkdir_p(*dir_out, 0700);
 		m->dir = *dir_out;
 	}
 	m->source = *url_out;
@@ -465,21 +463,6 @@ static void report_to_parent(int fd, int code)
 	}
 }
 
-static void mkdir_p(const char *path, mode_t mode)
-{
-	char *p = xstrdup(path);
-
-	for (char *s = p + 1; *s; s++) {
-		if (*s == '/') {
-			*s = '\0';
-			mkdir(p, mode);
-			*s = '/';
-		}
-	}
-	mkdir(p, mode);
-	free(p);
-}
-
 /* Everything after the fork (or in the foreground): returns the exit code. */
 static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_fd)
 {
@@ -510,9 +493,9 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 		goto out_release;
 	}
 	store = store_s3_create(ctx.client, url->bucket, url->key);
-	mkdir_p(cache_dir, 0700);
+	util_mkdir_p(cache_dir, 0700);
 	staging_dir = xasprintf("%s/staging", cache_dir);
-	mkdir_p(staging_dir, 0700);
+	util_mkdir_p(staging_dir, 0700);
 	disk = fdata_disk_create(staging_dir, m->cache_limit ? m->cache_limit : 10ULL << 30);
 	{
 		/* one attribute cache per endpoint, bucket and prefix */
@@ -520,7 +503,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 		char hex[65], *meta_dir = xasprintf("%s/meta", cache_dir), *db;
 		sigv4_sha256_hex(id, strlen(id), hex);
 		hex[16] = '\0';
-		mkdir_p(meta_dir, 0700);
+		util_mkdir_p(meta_dir, 0700);
 		db = xasprintf("%s/%s-%s.sqlite", meta_dir, url->bucket, hex);
 		metacache = metacache_open(db);
 		free(db);

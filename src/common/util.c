@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -163,4 +164,31 @@ void util_redirect_stdio(const char *log_path)
 	}
 	if (lfd > STDERR_FILENO)
 		close(lfd);
+}
+
+void util_mkdir_p(const char *dir, unsigned mode)
+{
+	char *p = xstrdup(dir);
+
+	for (char *s = p + 1; *s; s++) {
+		if (*s == '/') {
+			*s = '\0';
+			mkdir(p, (mode_t)mode);
+			*s = '/';
+		}
+	}
+	mkdir(p, (mode_t)mode);
+	free(p);
+}
+
+void util_mkdir_parents(const char *file, unsigned mode)
+{
+	const char *slash = strrchr(file, '/');
+	char *dir;
+
+	if (!slash || slash == file)
+		return;
+	dir = xstrndup(file, (size_t)(slash - file));
+	util_mkdir_p(dir, mode);
+	free(dir);
 }

@@ -41,6 +41,15 @@ char *util_cache_dir(void);
  */
 void util_redirect_stdio(const char *log_path);
 
+/*
+ * mkdir -p: create dir and any missing parents with mode. Existing ones are
+ * left as they are; failures show up when the directory is used.
+ */
+void util_mkdir_p(const char *dir, unsigned mode);
+
+/* The same for the directories above a file (not the file itself). */
+void util_mkdir_parents(const char *file, unsigned mode);
+
 /* Wipe n bytes in a way the compiler cannot drop. */
 void util_wipe(void *p, size_t n);
 

@@ -267,20 +267,6 @@ out_fail:
 	return st;
 }
 
-static void mkdirs(const char *path, mode_t mode)
-{
-	char *p = xstrdup(path);
-
-	for (char *s = p + 1; *s; s++) {
-		if (*s == '/') {
-			*s = '\0';
-			mkdir(p, mode);
-			*s = '/';
-		}
-	}
-	free(p);
-}
-
 enum cm_status remotes_save(const struct remotes *rs, struct cm_err *err)
 {
 	struct buf b = BUF_INIT;
@@ -313,7 +299,7 @@ enum cm_status remotes_save(const struct remotes *rs, struct cm_err *err)
 		if (r->cache_dir)
 			buf_printf(&b, "cache-dir = %s\n", r->cache_dir);
 	}
-	mkdirs(rs->path, 0700);
+	util_mkdir_parents(rs->path, 0700);
 	tmp = xasprintf("%s.tmp.%d", rs->path, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) < 0) {

@@ -256,6 +256,20 @@ static void inode_maybe_free(struct fs *fs, struct fs_inode *in)
 	fs->n_inodes--;
 }
 
+/*
+ * The name of in is gone from the store (unlink, rmdir, replaced by a
+ * rename): take it out of the path table; the inode lives on while the
+ * kernel or a handle still holds it. in may be NULL. Caller holds the lock.
+ */
+static void forget_name(struct fs *fs, struct fs_inode *in)
+{
+	if (!in)
+		return;
+	path_unlink(fs, in);
+	in->unlinked = 1;
+	inode_maybe_free(fs, in);
+}
+
 static int attr_fresh(struct fs *fs, const struct fs_inode *in)
 {
 	return in->local || in->data || util_now_ms() < in->attr_expiry;
@@ -1420,12 +1434,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	metacache_del(fs->cfg.metacache, path);
 	pthread_mutex_lock(&fs->lock);
-	in = find_path(fs, path);
-	if (in) {
-		path_unlink(fs, in);
-		in->unlinked = 1;
-		inode_maybe_free(fs, in);
-	}
+	forget_name(fs, find_path(fs, path));
 	listing_note(fs, dir, name, NULL);
 	pthread_mutex_unlock(&fs->lock);
 	free(path);
@@ -1435,7 +1444,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_inode *dir, *in;
+	struct fs_inode *dir;
 	struct s3_list_page page;
 	struct cm_err err;
 	enum cm_status st;
@@ -1467,12 +1476,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	metacache_del(fs->cfg.metacache, prefix);
 	pthread_mutex_lock(&fs->lock);
-	in = find_path(fs, path);
-	if (in) {
-		path_unlink(fs, in);
-		in->unlinked = 1;
-		inode_maybe_free(fs, in);
-	}
+	forget_name(fs, find_path(fs, path));
 	listing_note(fs, dir, name, NULL);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, 0);
@@ -1801,11 +1805,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	pthread_mutex_lock(&fs->lock);
 	target = find_path(fs, to);
-	if (target && target != in) {
-		path_unlink(fs, target);
-		target->unlinked = 1;
-		inode_maybe_free(fs, target);
-	}
+	if (target != in)
+		forget_name(fs, target);
 	path_unlink(fs, in);
 	free(in->path);
 	in->path = xstrdup(to);

@@ -324,18 +324,7 @@ static void spawn_mount(struct slot *s)
 	pid_t pid;
 
 	clean_stale(s->mountpoint);
-	{
-		char *dir = xstrdup(s->mountpoint);
-		for (char *p = dir + 1; *p; p++) {
-			if (*p == '/') {
-				*p = '\0';
-				mkdir(dir, 0700);
-				*p = '/';
-			}
-		}
-		mkdir(dir, 0700);
-		free(dir);
-	}
+	util_mkdir_p(s->mountpoint, 0700);
 	unlink(s->stats_path);
 	pid = fork();
 	if (pid < 0) {

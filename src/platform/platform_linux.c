@@ -45,20 +45,6 @@ static char *unit_path(void)
 	return xasprintf("%s/.config/systemd/user/cloudmount.service", home_dir());
 }
 
-static void mkdirs(const char *path)
-{
-	char *p = xstrdup(path);
-
-	for (char *s = p + 1; *s; s++) {
-		if (*s == '/') {
-			*s = '\0';
-			mkdir(p, 0700);
-			*s = '/';
-		}
-	}
-	free(p);
-}
-
 int platform_autostart(int enable, const char *exe, char *msg, unsigned long msg_len)
 {
 	char *path = unit_path();
@@ -66,7 +52,7 @@ int platform_autostart(int enable, const char *exe, char *msg, unsigned long msg
 
 	if (enable) {
 		FILE *f;
-		mkdirs(path);
+		util_mkdir_parents(path, 0700);
 		f = fopen(path, "w");
 		if (!f) {
 			snprintf(msg, msg_len, "cannot write %s: %s", path, strerror(errno));
