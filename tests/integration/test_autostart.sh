@@ -2,6 +2,9 @@
 # test_autostart.sh - `cloudmount autostart` writes and removes a systemd --user
 # unit that runs the daemon as Type=notify (mount processes outliving it), and
 # the daemon sends READY=1 to $NOTIFY_SOCKET only once its automounts are up.
+# Where cloudmount-tray sits beside the binary, enable also writes an XDG
+# autostart entry for it (checked with GLib's own parser, from a directory
+# whose name needs the Desktop Entry spec's quoting) and disable removes it.
 . "$(dirname "$0")/lib.sh"
 
 export HOME=$WORK/home XDG_CONFIG_HOME=$WORK/config XDG_RUNTIME_DIR=$WORK/run XDG_CACHE_HOME=$WORK/cache
@@ -29,6 +32,35 @@ it "autostart status says enabled" sh -c "'$CLOUDMOUNT' autostart status | grep 
 it "autostart disable" "$CLOUDMOUNT" autostart disable
 it "removes the unit" test ! -e "$UNIT"
 it "autostart status says disabled" sh -c "'$CLOUDMOUNT' autostart status | grep -q disabled"
+
+# The tray's XDG autostart entry, from binaries in an awkwardly named directory.
+ENTRY=$XDG_CONFIG_HOME/autostart/cloudmount-tray.desktop
+TRAYBIN=$(dirname "$CLOUDMOUNT")/cloudmount-tray
+# exec_of FILE: argv[0] of the entry's Exec line, as a desktop session reads it
+exec_of() {
+	"$PY" - "$1" <<'PY'
+import sys
+from gi.repository import Gio, GLib
+info = Gio.DesktopAppInfo.new_from_filename(sys.argv[1])
+print(GLib.shell_parse_argv(info.get_commandline())[1][0])
+PY
+}
+if [ -x "$TRAYBIN" ] && "$PY" -c 'import gi' 2>/dev/null; then
+	ODD="$WORK/odd dir \$HOME \"q\" \`x\`"
+	mkdir -p "$ODD"
+	cp "$(readlink -f "$CLOUDMOUNT")" "$ODD/cloudmount"
+	cp "$TRAYBIN" "$ODD/cloudmount-tray"
+	it "autostart enable (binaries in an odd directory)" "$ODD/cloudmount" autostart enable
+	it "writes the tray's XDG autostart entry" test -f "$ENTRY"
+	exec_is() { [ "$(exec_of "$ENTRY")" = "$1" ] || { echo "Exec runs: $(exec_of "$ENTRY" 2>&1)"; return 1; }; }
+	it "its Exec starts that directory's cloudmount-tray" exec_is "$ODD/cloudmount-tray"
+	it "autostart disable removes the entry too" sh -c "'$ODD/cloudmount' autostart disable && test ! -e '$ENTRY'"
+	it "no entry when no tray is installed beside the binary" \
+		sh -c "rm '$ODD/cloudmount-tray' && '$ODD/cloudmount' autostart enable >/dev/null && test ! -e '$ENTRY' && test -f '$UNIT'"
+	"$ODD/cloudmount" autostart disable >/dev/null
+else
+	skip "the tray's XDG autostart entry" "cloudmount-tray is not built or python3-gi is missing"
+fi
 
 # READY=1 once the automount is mounted
 bucket=$(new_bucket) || exit 1
