@@ -132,10 +132,11 @@ static void on_signal(int sig)
 	wake_main();
 }
 
+/* The slot of remote name. Slots whose remote moved away in load_config have no name. */
 static struct slot *find_slot(const char *name)
 {
 	for (size_t i = 0; i < mgr.n_slots; i++)
-		if (!strcmp(mgr.slots[i].remote.name, name))
+		if (mgr.slots[i].remote.name && !strcmp(mgr.slots[i].remote.name, name))
 			return &mgr.slots[i];
 	return NULL;
 }

@@ -45,6 +45,46 @@ cm() {
 	"$CLOUDMOUNT" "$@" --endpoint "$S3_ENDPOINT" --path-style
 }
 
+# ---- tests/tools/faultproxy.py in front of the server -------------------
+FAULTPROXY=$ROOT/tests/tools/faultproxy.py
+PROXY_PID=
+PROXY_PORT=
+PROXY_STATS=
+
+# start_proxy NAME [faultproxy options...]: a fresh proxy (a running one is
+# stopped first). Sets PROXY_PID, PROXY_PORT and PROXY_STATS (its statistics,
+# written when it stops); its errors go to $WORK/NAME.proxy.err. With
+# --port P the "server" comes back at the same address after a stop.
+start_proxy() {
+	local name=$1 i
+	shift
+	stop_proxy
+	PROXY_STATS=$WORK/$name.stats.json
+	rm -f "$WORK/$name.port"
+	"$PY" "$FAULTPROXY" "$S3_ENDPOINT" --port-file "$WORK/$name.port" --stats-file "$PROXY_STATS" \
+		--max-lifetime 900 "$@" >/dev/null 2>>"$WORK/$name.proxy.err" &
+	PROXY_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$WORK/$name.port" ] && break
+		kill -0 "$PROXY_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	PROXY_PORT=$(cat "$WORK/$name.port" 2>/dev/null)
+	if [ -z "$PROXY_PORT" ]; then
+		echo "# faultproxy did not start:"
+		sed -e 's/^/#   /' "$WORK/$name.proxy.err"
+		return 1
+	fi
+}
+
+# stop_proxy: stop it (it writes its statistics on SIGTERM).
+stop_proxy() {
+	[ -n "$PROXY_PID" ] || return 0
+	kill -TERM "$PROXY_PID" 2>/dev/null
+	wait "$PROXY_PID" 2>/dev/null
+	PROXY_PID=
+}
+
 # A fresh bucket name for this test (3-63 chars, lower case).
 new_bucket() {
 	local b="cm-${TEST_NAME//_/-}-$RANDOM$RANDOM"

@@ -26,7 +26,6 @@
 . "$(dirname "$0")/lib.sh"
 
 EXERCISER="$ROOT/tests/tools/exerciser.py"
-FAULTPROXY="$ROOT/tests/tools/faultproxy.py"
 OPS=${EXERCISER_OPS:-2500}
 FAULT_OPS=${EXERCISER_FAULT_OPS:-300}
 HEAVY_OPS=${EXERCISER_HEAVY_OPS:-150}
@@ -36,40 +35,12 @@ TTL=1
 SETTLE=1.6 # the metadata TTL and some: after it the mount's view must be the store's
 MNT=$WORK/mnt
 mkdir -p "$MNT"
-PROXY_PID=
-PROXY_PORT=
-
-stop_proxy() {
-	if [ -n "$PROXY_PID" ]; then
-		kill -TERM "$PROXY_PID" 2>/dev/null
-		wait "$PROXY_PID" 2>/dev/null
-		PROXY_PID=
-	fi
-}
 cleanup_mount() {
 	if mountpoint -q "$MNT" 2>/dev/null; then
 		"$CLOUDMOUNT" unmount "$MNT" >/dev/null 2>&1 || fusermount3 -uz "$MNT" 2>/dev/null
 	fi
 }
 trap 'cleanup_mount; stop_proxy; rm -rf "$WORK"' EXIT
-
-# start_proxy NAME [faultproxy options...]
-start_proxy() {
-	local name=$1 i
-	shift
-	stop_proxy
-	rm -f "$WORK/$name.port"
-	"$PY" "$FAULTPROXY" "$S3_ENDPOINT" --port-file "$WORK/$name.port" --stats-file "$WORK/$name.proxy.json" \
-		--max-lifetime 900 "$@" >/dev/null 2>"$WORK/$name.proxy.err" &
-	PROXY_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[ -s "$WORK/$name.port" ] && break
-		kill -0 "$PROXY_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	PROXY_PORT=$(cat "$WORK/$name.port" 2>/dev/null)
-	[ -n "$PROXY_PORT" ]
-}
 
 # mount_px BUCKET [options]: mount through the running proxy
 mount_px() {
@@ -187,7 +158,7 @@ if start_proxy faults --random 0.05 --seed 77 --kinds 503,500,reset,cut --after 
 	grep -E '^exerciser: note' "$WORK/last.out" | head -n 5 | cut -c1-300 | sed -e 's/^/# /'
 	echo "# fault run took $(($(date +%s) - t0)) s; proxy: $("$PY" -c 'import json, sys
 d = json.load(open(sys.argv[1])); print(d["requests"], "requests,", d["faults_total"], "faults", d["faults"])' \
-		"$WORK/faults.proxy.json" 2>/dev/null)"
+		"$WORK/faults.stats.json" 2>/dev/null)"
 	cleanup_mount
 	stop_proxy
 	if [ -s "$WORK/manifest2.json" ]; then

@@ -14,7 +14,6 @@
 . "$(dirname "$0")/lib.sh"
 
 CTL="$ROOT/tests/tools/cmctl.py"
-FAULTPROXY="$ROOT/tests/tools/faultproxy.py"
 export HOME=$WORK/home XDG_CONFIG_HOME=$WORK/config XDG_RUNTIME_DIR=$WORK/run XDG_CACHE_HOME=$WORK/cache
 export CLOUDMOUNT_SECRETS=file
 unset DBUS_SESSION_BUS_ADDRESS
@@ -37,33 +36,10 @@ else
 	KR_SECRET=cmkr$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 fi
 
-PROXY_PID=
-PROXY_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+FWD_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DAEMON_PID=
 SUB_PID=
 TESTUSER=
-
-start_proxy() {
-	local i
-	rm -f "$WORK/proxy.port"
-	"$PY" "$FAULTPROXY" "$S3_ENDPOINT" --port "$PROXY_PORT" --port-file "$WORK/proxy.port" \
-		--max-lifetime 600 >/dev/null 2>>"$WORK/proxy.err" &
-	PROXY_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[ -s "$WORK/proxy.port" ] && return 0
-		kill -0 "$PROXY_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "faultproxy did not start on port $PROXY_PORT"
-	cat "$WORK/proxy.err"
-	return 1
-}
-stop_proxy() {
-	[ -n "$PROXY_PID" ] || return 0
-	kill -TERM "$PROXY_PID" 2>/dev/null
-	wait "$PROXY_PID" 2>/dev/null
-	PROXY_PID=
-}
 
 # alive PID: running and not a zombie
 alive() {
@@ -138,8 +114,8 @@ no_secret_in() { ! has_secret "$@"; }
 
 BA=$(new_bucket) || exit 1
 BB=$(new_bucket) || exit 1
-it "the forwarder starts on port $PROXY_PORT" start_proxy
-EP=http://127.0.0.1:$PROXY_PORT
+it "the forwarder starts on port $FWD_PORT" start_proxy fwd --port "$FWD_PORT"
+EP=http://127.0.0.1:$FWD_PORT
 
 # ---- 1. two remotes, automount, the daemon mounts both
 add_alpha() {
@@ -205,7 +181,7 @@ it "and beta too" ctl wait beta degraded 10
 it "the reason says S3 is unreachable" sh -c "$PY '$CTL' get alpha reason | grep -qiE 'S3|unreachable'"
 "$PY" "$CTL" get alpha reason | sed -e 's/^/#   reason: /'
 it "degraded mounts stay mounted" sh -c "grep -q ' $MA fuse.cloudmount ' /proc/mounts && grep -q ' $MB fuse.cloudmount ' /proc/mounts"
-it "the forwarder starts again on port $PROXY_PORT" start_proxy
+it "the forwarder starts again on port $FWD_PORT" start_proxy fwd --port "$FWD_PORT"
 it "alpha is mounted again within 10 s" ctl wait alpha mounted 10
 it "beta is mounted again within 10 s" ctl wait beta mounted 10
 it "alpha's mount process survived the outage" test "$(ctl get alpha pid)" = "$PA2"
@@ -270,6 +246,19 @@ AWS_COUNT=$(awsx s3api list-objects-v2 --bucket "$BB" --query '[sum(Contents[].S
 it "usage beta" "$CLOUDMOUNT" usage beta
 out_has "says BYTES OBJECTS NAME as awscli counts ($AWS_COUNT)" "^$AWS_COUNT beta( |$)"
 cat "$WORK/last.out" | sed -e 's/^/#   usage: /'
+
+# ---- 6b. reload: a remote added and removed while others are mounted
+PA_BEFORE=$(ctl get alpha pid)
+it "remote add gamma while the daemon runs" "$CLOUDMOUNT" remote add gamma "s3://$BB/g" --endpoint "$EP" --path-style \
+	--mountpoint "$WORK/mnt/gamma"
+it "reload" sh -c "$PY '$CTL' call '{\"cmd\":\"reload\"}' | grep -q '\"ok\":true'"
+it "the daemon survived the reload" kill -0 "$DAEMON_PID"
+it "status lists gamma, unmounted" test "$(ctl get gamma state)" = unmounted
+it "alpha kept its state and mount process" test "$(ctl get alpha state):$(ctl get alpha pid)" = "mounted:$PA_BEFORE"
+it "remote remove gamma" "$CLOUDMOUNT" remote remove gamma
+it "reload again" sh -c "$PY '$CTL' call '{\"cmd\":\"reload\"}' | grep -q '\"ok\":true'"
+it "gamma is gone from status" sh -c "! $PY '$CTL' get gamma state"
+it "beta is still mounted" test "$(ctl get beta state)" = mounted
 
 # ---- 7. a restarted daemon adopts the running mounts
 PA=$(ctl get alpha pid)

@@ -8,43 +8,8 @@
 # checks what was stored. Run: tests/integration/run.sh s3rver test_retry.sh
 . "$(dirname "$0")/lib.sh"
 
-FAULTPROXY="$ROOT/tests/tools/faultproxy.py"
-PROXY_PID=
-PROXY_PORT=
-PROXY_STATS=
 B=
-
-stop_proxy() {
-	if [ -n "$PROXY_PID" ]; then
-		kill -TERM "$PROXY_PID" 2>/dev/null
-		wait "$PROXY_PID" 2>/dev/null
-		PROXY_PID=
-	fi
-}
 trap 'stop_proxy; rm -rf "$WORK"' EXIT
-
-# start_proxy NAME [faultproxy options...]: a fresh proxy in front of the server.
-start_proxy() {
-	local name=$1 i
-	shift
-	stop_proxy
-	PROXY_STATS=$WORK/$name.stats.json
-	rm -f "$WORK/$name.port"
-	"$PY" "$FAULTPROXY" "$S3_ENDPOINT" --port-file "$WORK/$name.port" --stats-file "$PROXY_STATS" \
-		--max-lifetime 900 "$@" >/dev/null 2>"$WORK/$name.proxy.err" &
-	PROXY_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[ -s "$WORK/$name.port" ] && break
-		kill -0 "$PROXY_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	PROXY_PORT=$(cat "$WORK/$name.port" 2>/dev/null)
-	if [ -z "$PROXY_PORT" ]; then
-		echo "# faultproxy did not start:"
-		sed -e 's/^/#   /' "$WORK/$name.proxy.err"
-		return 1
-	fi
-}
 
 # cloudmount through the proxy (the `cm` helper would go straight to the server).
 px() {
