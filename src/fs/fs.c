@@ -44,6 +44,12 @@
 
 #define DIR_MARKER_TYPE "application/x-directory"
 #define MAX_SYMLINK 4096
+/*
+ * d_ino of a plain readdir entry the inode table does not know (libfuse's
+ * high-level API uses the same): never 0, which readdir(3) of glibc before
+ * 2.37, the BSDs and macOS, Go and make take for a deleted entry and skip.
+ */
+#define UNKNOWN_INO 0xffffffffu
 
 struct listing_entry {
 	char *name;
@@ -1138,6 +1144,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct fs_inode *in;
 	struct stat st;
 	struct cm_err err;
+	struct fs_attr before;
+	int before_known;
 	int meta_change = to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 				    FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
 
@@ -1149,6 +1157,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	in = lock_inode(req, fs, ino);
 	if (!in)
 		return;
+	before = in->attr;
+	before_known = in->meta_known;
 	if (to_set & FUSE_SET_ATTR_MODE)
 		in->attr.mode = (in->attr.mode & S_IFMT) | (attr->st_mode & 07777);
 	if (to_set & FUSE_SET_ATTR_UID)
@@ -1198,6 +1208,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	} else if (meta_change) {
 		enum cm_status rc = update_metadata(fs, in, &err);
 		if (rc != CM_OK) {
+			/* the store kept the old attributes: so must the mount */
+			pthread_mutex_lock(&fs->lock);
+			in->attr.mode = before.mode;
+			in->attr.uid = before.uid;
+			in->attr.gid = before.gid;
+			in->attr.mtime = before.mtime;
+			in->meta_known = before_known;
+			pthread_mutex_unlock(&fs->lock);
 			log_warn("setattr %s: %s", in->path, cm_status_str(rc));
 			reply_status(req, rc);
 			return;
@@ -2061,16 +2079,28 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 /*
  * The last close of a file failed to store its data: it is lost. From now on
- * the mount must show what the store has. Returns the inode number whose kernel
- * caches must be invalidated. Caller holds the lock.
+ * the mount must show what the store has: the inode's attributes are stale,
+ * and so is the parent's listing, which create and earlier commits patched
+ * with this file (a file never stored would otherwise stay listed). Returns
+ * the inode number whose kernel caches must be invalidated. Caller holds the
+ * lock.
  */
-static fuse_ino_t forget_lost_data(struct fs_inode *in)
+static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in)
 {
+	const char *slash = strrchr(in->path, '/');
+	char *parent = slash ? xstrndup(in->path, (size_t)(slash - in->path)) : xstrdup("");
+	struct fs_inode *dir = find_path(fs, parent);
+
 	log_error("%s: closed with data the store never acknowledged; it is lost", in->path);
 	in->attr_expiry = 0;
 	in->meta_known = 0;
 	free(in->open_etag);
 	in->open_etag = NULL;
+	if (dir) {
+		listing_put(dir->listing);
+		dir->listing = NULL;
+	}
+	free(parent);
 	return in->ino;
 }
 
@@ -2089,7 +2119,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_lock(&fs->lock);
 		if (in->open_count == 1 && in->data && !in->unlinked) {
 			/* the last handle: its close fails, nothing will write this data any more */
-			invalidate = forget_lost_data(in);
+			invalidate = forget_lost_data(fs, in);
 			drop = in->data;
 			in->data = NULL;
 			in->local = 0;
@@ -2129,7 +2159,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	in->open_count--;
 	if (!in->open_count && in->data) {
 		if (fdata_dirty(in->data) && !in->unlinked)
-			invalidate = forget_lost_data(in);
+			invalidate = forget_lost_data(fs, in);
 		drop = in->data;
 		in->data = NULL;
 		in->local = 0;
@@ -2248,7 +2278,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 				else if (!in->nlookup)
 					inode_maybe_free(fs, in);
 			} else {
-				st.st_ino = in ? in->ino : 0;
+				st.st_ino = in ? in->ino : UNKNOWN_INO;
 				st.st_mode = in ? in->attr.mode : le->type;
 				n = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
 			}
