@@ -50,6 +50,8 @@ struct cli_conn_opts {
 	uint64_t memory_limit;
 	const char *keyring_remote;     /* take the secret of this remote from the keyring */
 	const char *keyring_key_id;     /* ... with this access key id */
+	const char *access_key_id;      /* credentials given directly (the tray's "Test */
+	const char *secret_access_key;  /* connection", before anything is saved) */
 };
 
 void cli_conn_opts_init(struct cli_conn_opts *o);
@@ -98,6 +100,9 @@ int cli_is_s3_url(const char *text);
  * exit code for it.
  */
 int cli_report(const char *what, const struct cm_err *err);
+
+/* What a user can do about an error of this kind (static text), or NULL. */
+const char *cli_hint(enum cm_status st);
 
 /* The exit code for a status. */
 int cli_exit_code(enum cm_status st);

@@ -195,7 +195,7 @@ int cli_exit_code(enum cm_status st)
 	}
 }
 
-static const char *hint_for(enum cm_status st)
+const char *cli_hint(enum cm_status st)
 {
 	switch (st) {
 	case CM_E_SIGNATURE:
@@ -222,7 +222,7 @@ static const char *hint_for(enum cm_status st)
 int cli_report(const char *what, const struct cm_err *err)
 {
 	char line[1024];
-	const char *hint = hint_for(err->status);
+	const char *hint = cli_hint(err->status);
 
 	fprintf(stderr, "cloudmount: %s: %s\n", what, cm_err_format(err, line, sizeof(line)));
 	if (hint)
@@ -238,6 +238,8 @@ int cli_ctx_init(struct cli_ctx *ctx, const struct cli_conn_opts *o, int need_cr
 		.endpoint_url = o->endpoint,
 		.addressing = o->addressing,
 		.ca_bundle = o->ca_bundle,
+		.skip_credentials = (o->keyring_remote && o->keyring_key_id) ||
+				    (o->access_key_id && o->secret_access_key),
 	};
 	struct http_engine_opts eo = { 0 };
 	struct s3_client_opts so = { 0 };
@@ -273,6 +275,15 @@ int cli_ctx_init(struct cli_ctx *ctx, const struct cli_conn_opts *o, int need_cr
 		free(ctx->cfg.creds_source);
 		ctx->cfg.creds_source = xasprintf("%s, remote %s", secrets_backend_describe(where), o->keyring_remote);
 		free(key_id);
+	}
+	if (o->access_key_id && o->secret_access_key) {
+		aws_credentials_release(&ctx->cfg.creds);
+		free(ctx->cfg.credential_process);
+		ctx->cfg.credential_process = NULL;
+		ctx->cfg.creds.access_key_id = xstrdup(o->access_key_id);
+		ctx->cfg.creds.secret_access_key = xstrdup(o->secret_access_key);
+		free(ctx->cfg.creds_source);
+		ctx->cfg.creds_source = xstrdup("the request");
 	}
 	ctx->creds = creds_provider_create(&ctx->cfg);
 	if (!creds_provider_has_source(ctx->creds)) {

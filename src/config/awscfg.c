@@ -476,6 +476,10 @@ static enum cm_status resolve_credentials(const struct awscfg_request *req,
 	enum cm_status st = CM_OK;
 	int found = 0;
 
+	if (req->skip_credentials) {
+		tried_add(&tried, "none (credentials given by the caller)");
+		goto out_tried;
+	}
 	if (req_get(req->profile)) {
 		tried_add(&tried, "environment (not used: profile %s named explicitly)",
 			  ld->profile);

@@ -56,6 +56,8 @@ struct awscfg_request {
 	const char *endpoint_url;
 	int addressing;         /* enum s3_addressing, or -1 */
 	const char *ca_bundle;
+	int skip_credentials;   /* the caller brings its own (a remote's keyring secret):
+				   look for none, so a broken source cannot fail the load */
 };
 
 /* The resolved settings. All strings malloc'd, owned by the struct. */

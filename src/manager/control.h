@@ -13,6 +13,10 @@
  *             {"cmd": "usage", "name": N, "refresh": false}
  *             {"cmd": "remotes"}                the configured remotes
  *             {"cmd": "test", "name": N}        reach the bucket, say what is wrong
+ *             {"cmd": "probe", "url": U, "endpoint": E, "region": R, "path_style": B,
+ *              "profile": P, "access_key_id": K, "secret": S}
+ *                                               reach a bucket with settings not saved
+ *                                               yet; {"ok": false, "error", "hint"}
  *             {"cmd": "reload"}                 re-read cloudmount.conf
  *             {"cmd": "subscribe"}              then a stream of events, one per line
  *             {"cmd": "ping"}

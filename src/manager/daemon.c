@@ -536,30 +536,45 @@ static int statfs_in_time(const char *path)
 }
 
 /* Reach the remote's bucket with a HEAD (short timeouts, no retry). */
-static int s3_reachable(const struct remote *r, char *reason, size_t len)
+/*
+ * HEAD the bucket with these connection options (short timeouts, no
+ * retries). Returns 1 if it answers; else 0 with a plain reason and, when
+ * hint is not NULL, what the user can do about it (static text or NULL).
+ */
+static int s3_probe(struct cli_conn_opts *o, const char *bucket, char *reason, size_t len, const char **hint)
 {
-	struct cli_conn_opts o;
 	struct cli_ctx ctx;
 	struct cm_err err;
 	int ok;
 
-	cli_conn_opts_init(&o);
-	cli_conn_from_remote(&o, r);
-	o.max_retries = -1;
-	o.connect_timeout_ms = 3000;
-	o.concurrency = 1;
-	if (cli_ctx_init(&ctx, &o, 0) != CLI_OK) {
+	o->max_retries = -1;
+	o->connect_timeout_ms = 3000;
+	o->concurrency = 1;
+	if (hint)
+		*hint = NULL;
+	if (cli_ctx_init(&ctx, o, 0) != CLI_OK) {
 		snprintf(reason, len, "cannot set up an S3 client (configuration or credentials)");
 		return 0;
 	}
 	cm_err_clear(&err);
-	ok = s3_head_bucket(ctx.client, r->bucket, &err) == CM_OK;
+	ok = s3_head_bucket(ctx.client, bucket, &err) == CM_OK;
 	if (!ok) {
 		char line[400];
 		snprintf(reason, len, "S3 unreachable: %s", cm_err_format(&err, line, sizeof(line)));
+		if (hint)
+			*hint = cli_hint(err.status);
 	}
 	cli_ctx_release(&ctx);
 	return ok;
+}
+
+static int s3_reachable(const struct remote *r, char *reason, size_t len)
+{
+	struct cli_conn_opts o;
+
+	cli_conn_opts_init(&o);
+	cli_conn_from_remote(&o, r);
+	return s3_probe(&o, r->bucket, reason, len, NULL);
 }
 
 static void *health_main(void *arg)
@@ -802,6 +817,64 @@ static void answer_error(int fd, const char *fmt, ...)
 	cJSON_Delete(o);
 }
 
+/* A string field of a request, or NULL when absent, not a string or empty. */
+static const char *req_string(const cJSON *req, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, key);
+
+	return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+/*
+ * {"cmd":"probe", "url", "endpoint", "region", "path_style", "profile",
+ * "access_key_id", "secret"}: can these settings reach the bucket? For the
+ * tray's "Test connection", before anything is saved. The secret lives in
+ * this request only: it is never logged or kept.
+ */
+static void answer_probe(int fd, const cJSON *req)
+{
+	const char *url = req_string(req, "url");
+	const cJSON *ps = cJSON_GetObjectItemCaseSensitive(req, "path_style");
+	struct cli_conn_opts o;
+	char bucket[64], reason[512] = "";
+	const char *hint = NULL, *b, *end;
+	cJSON *out;
+	int ok;
+
+	if (!url || strncmp(url, "s3://", 5) != 0) {
+		answer_error(fd, "the URL must look like s3://BUCKET or s3://BUCKET/PREFIX");
+		return;
+	}
+	b = url + 5;
+	end = strchr(b, '/');
+	if (!end)
+		end = b + strlen(b);
+	if (end == b || (size_t)(end - b) >= sizeof(bucket)) {
+		answer_error(fd, "the URL names no valid bucket");
+		return;
+	}
+	memcpy(bucket, b, (size_t)(end - b));
+	bucket[end - b] = '\0';
+	cli_conn_opts_init(&o);
+	o.endpoint = req_string(req, "endpoint");
+	o.region = req_string(req, "region");
+	o.profile = req_string(req, "profile");
+	if (cJSON_IsBool(ps))
+		o.addressing = cJSON_IsTrue(ps) ? S3_ADDR_PATH : S3_ADDR_VIRTUAL;
+	o.access_key_id = req_string(req, "access_key_id");
+	o.secret_access_key = req_string(req, "secret");
+	ok = s3_probe(&o, bucket, reason, sizeof(reason), &hint);
+	out = cJSON_CreateObject();
+	cJSON_AddBoolToObject(out, "ok", ok);
+	if (!ok) {
+		cJSON_AddStringToObject(out, "error", reason);
+		if (hint)
+			cJSON_AddStringToObject(out, "hint", hint);
+	}
+	send_json(fd, out);
+	cJSON_Delete(out);
+}
+
 static void answer_slot(int fd, struct slot *s)
 {
 	cJSON *o = slot_json(s);
@@ -935,6 +1008,10 @@ static void handle_request(struct client *c, const char *line, size_t len)
 			cJSON_Delete(o);
 		}
 		remotes_release(&rs);
+	} else if (!strcmp(cmd, "probe")) {
+		pthread_mutex_unlock(&mgr.lock);
+		answer_probe(c->fd, req);
+		pthread_mutex_lock(&mgr.lock);
 	} else if (!strcmp(cmd, "reload")) {
 		pthread_mutex_unlock(&mgr.lock);
 		if (load_config(err, sizeof(err)) < 0) {

@@ -758,6 +758,16 @@ TEST(partial_credentials)
 		 cred_path);
 	CHECK_STR(err.message, expected);
 	CHECK(!contains(err.message, "SFILE-secret"));
+
+	/* a caller with credentials of its own (a remote's keyring secret) is not stopped by them */
+	setenv("AWS_ACCESS_KEY_ID", "AKENV", 1);
+	req.skip_credentials = 1;
+	cm_err_clear(&err);
+	REQUIRE(awscfg_load(&req, &cfg, &err) == CM_OK);
+	CHECK(cfg.creds.access_key_id == NULL);
+	CHECK(cfg.credential_process == NULL);
+	awscfg_release(&cfg);
+	unsetenv("AWS_ACCESS_KEY_ID");
 }
 
 TEST(no_credentials_error_lists_sources)
