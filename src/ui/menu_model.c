@@ -659,3 +659,67 @@ void mm_menu_release(struct mm_menu *menu)
 	free(menu->tooltip);
 	memset(menu, 0, sizeof(*menu));
 }
+
+/* ---- notifications ---- */
+
+bool mm_notice_update(enum mm_state *told, const struct mm_remote *now, struct mm_notice *out)
+{
+	struct sbuf title = { 0 }, body = { 0 };
+	enum mm_state was = *told;
+
+	memset(out, 0, sizeof(*out));
+	switch (now->state) {
+	case MM_STATE_UNKNOWN:
+	case MM_STATE_MOUNTING:
+		return false;
+	case MM_STATE_UNMOUNTED:
+		*told = now->state;
+		return false;
+	case MM_STATE_MOUNTED:
+		*told = now->state;
+		if (was != MM_STATE_DEGRADED && was != MM_STATE_ERROR)
+			return false;
+		sbuf_add_clean(&title, now->name, MM_NAME_MAX);
+		sbuf_adds(&title, " recovered");
+		if (now->mountpoint) {
+			sbuf_adds(&body, "Mounted at ");
+			sbuf_add_clean(&body, now->mountpoint, MM_NAME_MAX);
+		} else {
+			sbuf_adds(&body, "Mounted");
+		}
+		out->icon_name = mm_overall_icon(MM_OVERALL_OK);
+		break;
+	case MM_STATE_DEGRADED:
+	case MM_STATE_ERROR:
+		if (was == now->state)
+			return false;
+		*told = now->state;
+		sbuf_add_clean(&title, now->name, MM_NAME_MAX);
+		if (now->state == MM_STATE_DEGRADED) {
+			sbuf_adds(&title, " is degraded");
+			out->icon_name = mm_overall_icon(MM_OVERALL_DEGRADED);
+		} else {
+			sbuf_adds(&title, " failed");
+			out->icon_name = mm_overall_icon(MM_OVERALL_ERROR);
+		}
+		if (now->reason)
+			sbuf_add_clean(&body, now->reason, MM_REASON_MAX);
+		if (!body.len)
+			sbuf_adds(&body, now->state == MM_STATE_DEGRADED
+					 ? "The bucket does not answer; files stay visible and uploads wait."
+					 : "The mount stopped.");
+		break;
+	}
+	out->title = sbuf_take(&title);
+	out->body = sbuf_take(&body);
+	return true;
+}
+
+void mm_notice_release(struct mm_notice *notice)
+{
+	if (!notice)
+		return;
+	free(notice->title);
+	free(notice->body);
+	memset(notice, 0, sizeof(*notice));
+}

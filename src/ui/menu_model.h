@@ -205,4 +205,29 @@ void mm_menu_build(const struct mm_remote *remotes, size_t n,
 /* Free everything the menu owns and zero it. NULL is a no-op. */
 void mm_menu_release(struct mm_menu *menu);
 
+/*
+ * Desktop notifications. A front end keeps, per remote name, the last state
+ * the user was told about (*told; MM_STATE_UNKNOWN before anything was said)
+ * and calls mm_notice_update() with every new view of that remote. It
+ * returns true and fills *out when a notification is due:
+ *   - the remote became DEGRADED or ERROR and the user was not told about
+ *     that state yet (so a changing reason, or the daemon reconnecting,
+ *     repeats nothing): "photos is degraded" / "photos failed", body = the
+ *     sanitized reason, or a plain default;
+ *   - the remote is MOUNTED again after the user was told it was DEGRADED
+ *     or ERROR: "photos recovered", body "Mounted at PATH".
+ * MOUNTED and UNMOUNTED update *told silently; MOUNTING and UNKNOWN (the
+ * daemon is away) change nothing. At most one notification per state change.
+ */
+struct mm_notice {
+	char *title;               /* sanitized UTF-8 */
+	char *body;                /* sanitized UTF-8 */
+	const char *icon_name;     /* static: the overall icon matching the state */
+};
+
+bool mm_notice_update(enum mm_state *told, const struct mm_remote *now, struct mm_notice *out);
+
+/* Free a notice's strings and zero it. NULL is a no-op. */
+void mm_notice_release(struct mm_notice *notice);
+
 #endif

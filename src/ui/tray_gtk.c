@@ -10,6 +10,8 @@
  *
  * Actions that talk to the daemon or run the CLI never block the main loop:
  * mount/unmount run on a short-lived thread, the CLI through GSubprocess.
+ * A desktop notification (libnotify) tells when a remote goes degraded or
+ * errors and when it recovers, once per state change (mm_notice_update).
  *
  * Environment: CLOUDMOUNT_ICON_DIR (an icon theme dir holding
  * hicolor/scalable/apps/cloudmount-*.svg), CLOUDMOUNT_BIN (the cloudmount
@@ -27,6 +29,7 @@
 #include <gio/gio.h>
 #include <gtk/gtk.h>
 #include <libayatana-appindicator/app-indicator.h>
+#include <libnotify/notify.h>
 
 #include "manager/control.h"
 #include "platform/platform.h"
@@ -43,6 +46,8 @@ static struct {
 	guint retry_id;
 	GString *inbuf;
 	char *exe_dir;
+	GtkWidget *add_dialog;          /* the open "Add bucket" dialog, if any */
+	GHashTable *told;               /* remote name -> the state notified last (mm_notice_update) */
 } T = { .sub_fd = -1 };
 
 static void rebuild(void);
@@ -112,6 +117,66 @@ static void snapshot_put(struct mm_remote *r)
 	T.remotes[T.n++] = *r;
 }
 
+/* The icon of a notification: our SVG's path where we know our icon dir. */
+static char *notice_icon(const char *name)
+{
+	const char *dir = icon_dir();
+
+	if (dir) {
+		char *file = g_strconcat(name, ".svg", NULL);
+		char *p = g_build_filename(dir, "hicolor", "scalable", "apps", file, NULL);
+		g_free(file);
+		if (g_file_test(p, G_FILE_TEST_EXISTS))
+			return p;
+		g_free(p);
+	}
+	return g_strdup(name);
+}
+
+/* Tell the user about r's state if it is news (see mm_notice_update). */
+static void maybe_notify(const struct mm_remote *r)
+{
+	static int body_markup = -1;
+	enum mm_state told = MM_STATE_UNKNOWN;
+	struct mm_notice nt;
+	gpointer v;
+
+	if (g_hash_table_lookup_extended(T.told, r->name, NULL, &v))
+		told = (enum mm_state)GPOINTER_TO_INT(v);
+	if (!mm_notice_update(&told, r, &nt)) {
+		g_hash_table_insert(T.told, g_strdup(r->name), GINT_TO_POINTER(told));
+		return;
+	}
+	g_hash_table_insert(T.told, g_strdup(r->name), GINT_TO_POINTER(told));
+	g_message("notify: %s: %s", nt.title, nt.body);
+	if (!notify_is_initted())
+		notify_init("CloudMount");
+	if (body_markup < 0) {
+		GList *caps = notify_get_server_caps();
+		body_markup = g_list_find_custom(caps, "body-markup", (GCompareFunc)strcmp) != NULL;
+		g_list_free_full(caps, g_free);
+	}
+	{
+		/* a server that reads markup in bodies would eat "<" and "&" of a reason */
+		char *body = body_markup ? g_markup_escape_text(nt.body, -1) : g_strdup(nt.body);
+		char *icon = notice_icon(nt.icon_name);
+		NotifyNotification *n = notify_notification_new(nt.title, body, icon);
+		GError *err = NULL;
+
+		notify_notification_set_urgency(n, r->state == MM_STATE_MOUNTED ? NOTIFY_URGENCY_LOW
+									: NOTIFY_URGENCY_NORMAL);
+		notify_notification_set_hint(n, "desktop-entry", g_variant_new_string("cloudmount-tray"));
+		if (!notify_notification_show(n, &err)) {
+			g_message("notification not shown: %s", err->message);
+			g_error_free(err);
+		}
+		g_object_unref(n);
+		g_free(icon);
+		g_free(body);
+	}
+	mm_notice_release(&nt);
+}
+
 static bool load_status(void)
 {
 	int fd = ctl_connect();
@@ -137,6 +202,8 @@ static bool load_status(void)
 		snapshot_clear();
 		T.remotes = rs;
 		T.n = n;
+		for (size_t i = 0; i < n; i++)
+			maybe_notify(&rs[i]);
 	}
 	cJSON_Delete(ans);
 	return true;
@@ -215,21 +282,142 @@ static void run_autostart(bool enable)
 
 /* -- Add bucket… dialog -- */
 
+enum { F_NAME, F_URL, F_ENDPOINT, F_REGION, F_KEY_ID, F_SECRET, F_COUNT };
+enum { RESP_TEST = 1 };
+
+struct add_dialog {
+	GtkWidget *dialog;
+	GtkWidget *entry[F_COUNT];
+	GtkWidget *path_style;
+	GtkWidget *result;              /* the answer of Test connection / Add */
+	bool busy;
+	bool gone;                      /* destroyed while a job ran: say nothing */
+};
+
+/* Show a one-line answer under the fields (plain text, never markup). */
+static void add_dialog_say(struct add_dialog *ad, const char *text, bool good)
+{
+	if (ad->gone)
+		return;
+	gtk_label_set_text(GTK_LABEL(ad->result), text);
+	gtk_widget_set_name(ad->result, good ? "cm-result-ok" : "cm-result-error");
+	g_message("add bucket: %s", text);  /* never holds the secret: answers only */
+}
+
+static void add_dialog_busy(struct add_dialog *ad, bool busy)
+{
+	ad->busy = busy;
+	if (ad->gone)
+		return;
+	gtk_dialog_set_response_sensitive(GTK_DIALOG(ad->dialog), RESP_TEST, !busy);
+	gtk_dialog_set_response_sensitive(GTK_DIALOG(ad->dialog), GTK_RESPONSE_OK, !busy);
+}
+
+static const char *field(const struct add_dialog *ad, int i)
+{
+	return gtk_entry_get_text(GTK_ENTRY(ad->entry[i]));
+}
+
+/* Test connection: a "probe" request to the daemon, from a thread. */
+struct probe_job {
+	struct add_dialog *ad;
+	char *request;                  /* JSON line; holds the secret: wiped */
+	char *answer;                   /* plain text for the dialog */
+	bool ok;
+};
+
+static gboolean probe_done(gpointer data)
+{
+	struct probe_job *j = data;
+
+	add_dialog_busy(j->ad, false);
+	add_dialog_say(j->ad, j->answer, j->ok);
+	g_object_unref(j->ad->dialog);
+	g_free(j->answer);
+	g_free(j);
+	return G_SOURCE_REMOVE;
+}
+
+static gpointer probe_run(gpointer data)
+{
+	struct probe_job *j = data;
+	int fd = ctl_connect();
+	char *line = NULL;
+	cJSON *ans;
+
+	if (fd >= 0) {
+		if (ctl_write_line(fd, j->request) == 0)
+			line = ctl_read_line(fd, 60000);
+		close(fd);
+	}
+	memset(j->request, 0, strlen(j->request));
+	g_free(j->request);
+	ans = line ? cJSON_Parse(line) : NULL;
+	free(line);
+	if (!ans) {
+		j->answer = g_strdup(fd < 0 ? "The CloudMount daemon is not running." : "The daemon did not answer.");
+	} else {
+		const cJSON *ok = cJSON_GetObjectItemCaseSensitive(ans, "ok");
+		const cJSON *err = cJSON_GetObjectItemCaseSensitive(ans, "error");
+		const cJSON *hint = cJSON_GetObjectItemCaseSensitive(ans, "hint");
+		j->ok = cJSON_IsTrue(ok);
+		if (j->ok)
+			j->answer = g_strdup("Connected: the bucket answers.");
+		else
+			j->answer = g_strdup_printf("%s%s%s", cJSON_IsString(err) ? err->valuestring : "failed",
+						    cJSON_IsString(hint) ? "\n" : "",
+						    cJSON_IsString(hint) ? hint->valuestring : "");
+		cJSON_Delete(ans);
+	}
+	g_idle_add(probe_done, j);
+	return NULL;
+}
+
+static void add_dialog_test(struct add_dialog *ad)
+{
+	struct probe_job *j = g_new0(struct probe_job, 1);
+	cJSON *req = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(req, "cmd", "probe");
+	cJSON_AddStringToObject(req, "url", field(ad, F_URL));
+	cJSON_AddStringToObject(req, "endpoint", field(ad, F_ENDPOINT));
+	cJSON_AddStringToObject(req, "region", field(ad, F_REGION));
+	cJSON_AddBoolToObject(req, "path_style",
+			      gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(ad->path_style)));
+	cJSON_AddStringToObject(req, "access_key_id", field(ad, F_KEY_ID));
+	cJSON_AddStringToObject(req, "secret", field(ad, F_SECRET));
+	j->request = cJSON_PrintUnformatted(req);
+	/* wipe the secret's copy inside the tree before freeing it */
+	{
+		cJSON *sec = cJSON_GetObjectItemCaseSensitive(req, "secret");
+		memset(sec->valuestring, 0, strlen(sec->valuestring));
+	}
+	cJSON_Delete(req);
+	j->ad = ad;
+	g_object_ref(ad->dialog);
+	add_dialog_busy(ad, true);
+	add_dialog_say(ad, "Testing…", true);
+	g_thread_unref(g_thread_new("cm-probe", probe_run, j));
+}
+
+struct add_job {
+	struct add_dialog *ad;
+	char *name;
+};
+
 static void add_done(GObject *src, GAsyncResult *res, gpointer data)
 {
+	struct add_job *j = data;
 	GError *err = NULL;
 	char *out = NULL, *errout = NULL;
 	GSubprocess *p = G_SUBPROCESS(src);
 
+	add_dialog_busy(j->ad, false);
 	if (!g_subprocess_communicate_utf8_finish(p, res, &out, &errout, &err)) {
-		g_warning("remote add: %s", err->message);
+		add_dialog_say(j->ad, err->message, false);
 		g_error_free(err);
 	} else if (!g_subprocess_get_successful(p)) {
-		GtkWidget *d = gtk_message_dialog_new(NULL, 0, GTK_MESSAGE_ERROR, GTK_BUTTONS_CLOSE, "%s",
-						      "Adding the bucket failed");
-		gtk_message_dialog_format_secondary_text(GTK_MESSAGE_DIALOG(d), "%s", errout ? errout : "");
-		g_signal_connect(d, "response", G_CALLBACK(gtk_widget_destroy), NULL);
-		gtk_widget_show(d);
+		add_dialog_say(j->ad, errout && *errout ? g_strstrip(errout) : "Adding the bucket failed.", false);
 	} else {
 		/* the daemon re-reads cloudmount.conf; events then bring the new remote */
 		int fd = ctl_connect();
@@ -244,82 +432,161 @@ static void add_done(GObject *src, GAsyncResult *res, gpointer data)
 		}
 		if (load_status())
 			rebuild();
+		ctl_async("mount", j->name);
+		if (!j->ad->gone)
+			gtk_widget_destroy(j->ad->dialog);
 	}
+	g_object_unref(j->ad->dialog);
 	g_free(out);
 	g_free(errout);
+	g_free(j->name);
+	g_free(j);
 }
 
-static GtkWidget *add_row(GtkGrid *grid, int row, const char *label, bool secret)
+/* Add and mount: `cloudmount remote add` (the secret on its stdin, as a user would type it). */
+static void add_dialog_add(struct add_dialog *ad)
 {
-	GtkWidget *l = gtk_label_new(label), *e = gtk_entry_new();
+	GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+	const char *key_id = field(ad, F_KEY_ID);
+	GError *err = NULL;
+	GSubprocess *p;
+	char *secret;
+
+	if (!*field(ad, F_NAME) || !*field(ad, F_URL)) {
+		add_dialog_say(ad, "A name and an s3:// URL are needed.", false);
+		return;
+	}
+	g_ptr_array_add(argv, cloudmount_bin());
+	g_ptr_array_add(argv, g_strdup("remote"));
+	g_ptr_array_add(argv, g_strdup("add"));
+	g_ptr_array_add(argv, g_strdup(field(ad, F_NAME)));
+	g_ptr_array_add(argv, g_strdup(field(ad, F_URL)));
+	if (*field(ad, F_ENDPOINT)) {
+		g_ptr_array_add(argv, g_strdup("--endpoint"));
+		g_ptr_array_add(argv, g_strdup(field(ad, F_ENDPOINT)));
+	}
+	if (*field(ad, F_REGION)) {
+		g_ptr_array_add(argv, g_strdup("--region"));
+		g_ptr_array_add(argv, g_strdup(field(ad, F_REGION)));
+	}
+	if (gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(ad->path_style)))
+		g_ptr_array_add(argv, g_strdup("--path-style"));
+	if (*key_id) {
+		g_ptr_array_add(argv, g_strdup("--access-key-id"));
+		g_ptr_array_add(argv, g_strdup(key_id));
+	}
+	g_ptr_array_add(argv, NULL);
+	p = g_subprocess_newv((const char *const *)argv->pdata,
+			      G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+				      G_SUBPROCESS_FLAGS_STDERR_PIPE,
+			      &err);
+	g_ptr_array_free(argv, TRUE);
+	if (!p) {
+		add_dialog_say(ad, err->message, false);
+		g_error_free(err);
+		return;
+	}
+	{
+		struct add_job *j = g_new0(struct add_job, 1);
+		j->ad = ad;
+		j->name = g_strdup(field(ad, F_NAME));
+		g_object_ref(ad->dialog);
+		add_dialog_busy(ad, true);
+		add_dialog_say(ad, "Adding…", true);
+		secret = g_strdup_printf("%s\n", field(ad, F_SECRET));
+		g_subprocess_communicate_utf8_async(p, *key_id ? secret : NULL, NULL, add_done, j);
+		memset(secret, 0, strlen(secret));
+		g_free(secret);
+	}
+	g_object_unref(p);
+}
+
+static void add_dialog_response(GtkDialog *d, int response, gpointer data)
+{
+	struct add_dialog *ad = data;
+
+	if (response == RESP_TEST) {
+		if (!ad->busy)
+			add_dialog_test(ad);
+	} else if (response == GTK_RESPONSE_OK) {
+		if (!ad->busy)
+			add_dialog_add(ad);
+	} else {
+		gtk_widget_destroy(GTK_WIDGET(d));
+	}
+}
+
+static void add_dialog_destroyed(GtkWidget *w, gpointer data)
+{
+	struct add_dialog *ad = data;
+
+	ad->gone = true;
+	T.add_dialog = NULL;
+}
+
+static GtkWidget *add_row(GtkGrid *grid, int row, const char *label, GtkWidget *w)
+{
+	GtkWidget *l = gtk_label_new_with_mnemonic(label);
 
 	gtk_widget_set_halign(l, GTK_ALIGN_END);
-	gtk_entry_set_visibility(GTK_ENTRY(e), !secret);
-	gtk_widget_set_hexpand(e, TRUE);
+	gtk_label_set_mnemonic_widget(GTK_LABEL(l), w);
+	gtk_widget_set_hexpand(w, TRUE);
 	gtk_grid_attach(grid, l, 0, row, 1, 1);
-	gtk_grid_attach(grid, e, 1, row, 1, 1);
-	return e;
+	gtk_grid_attach(grid, w, 1, row, 1, 1);
+	return w;
 }
 
 static void add_bucket_dialog(void)
 {
-	GtkWidget *d = gtk_dialog_new_with_buttons("Add bucket", NULL, 0, "_Cancel", GTK_RESPONSE_CANCEL,
-						   "_Add", GTK_RESPONSE_OK, NULL);
-	GtkWidget *grid = gtk_grid_new(), *e[6];
-	const char *labels[6] = { "Name", "URL (s3://bucket[/prefix])", "Endpoint", "Region", "Access key ID",
-				  "Secret access key" };
+	static const char *const labels[F_COUNT] = { "_Name", "_URL", "_Endpoint", "_Region",
+						     "Access _key ID", "_Secret access key" };
+	static const char *const hints[F_COUNT] = { "photos", "s3://bucket or s3://bucket/prefix",
+						    "https://s3.example.com (empty: AWS)", "us-east-1",
+						    "empty: the AWS credential chain", "" };
+	struct add_dialog *ad;
+	GtkWidget *grid = gtk_grid_new();
+	int row = 0;
 
-	gtk_grid_set_row_spacing(GTK_GRID(grid), 6);
-	gtk_grid_set_column_spacing(GTK_GRID(grid), 6);
-	gtk_container_set_border_width(GTK_CONTAINER(grid), 12);
-	for (int i = 0; i < 6; i++)
-		e[i] = add_row(GTK_GRID(grid), i, labels[i], i == 5);
-	gtk_container_add(GTK_CONTAINER(gtk_dialog_get_content_area(GTK_DIALOG(d))), grid);
-	gtk_widget_show_all(d);
-	if (gtk_dialog_run(GTK_DIALOG(d)) == GTK_RESPONSE_OK) {
-		const char *v[6];
-		GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
-		GError *err = NULL;
-		GSubprocess *p;
-		char *secret;
-
-		for (int i = 0; i < 6; i++)
-			v[i] = gtk_entry_get_text(GTK_ENTRY(e[i]));
-		g_ptr_array_add(argv, cloudmount_bin());
-		g_ptr_array_add(argv, g_strdup("remote"));
-		g_ptr_array_add(argv, g_strdup("add"));
-		g_ptr_array_add(argv, g_strdup(v[0]));
-		g_ptr_array_add(argv, g_strdup(v[1]));
-		if (*v[2]) {
-			g_ptr_array_add(argv, g_strdup("--endpoint"));
-			g_ptr_array_add(argv, g_strdup(v[2]));
-		}
-		if (*v[3]) {
-			g_ptr_array_add(argv, g_strdup("--region"));
-			g_ptr_array_add(argv, g_strdup(v[3]));
-		}
-		if (*v[4]) {
-			g_ptr_array_add(argv, g_strdup("--access-key-id"));
-			g_ptr_array_add(argv, g_strdup(v[4]));
-		}
-		g_ptr_array_add(argv, NULL);
-		secret = g_strdup_printf("%s\n", v[5]);
-		p = g_subprocess_newv((const char *const *)argv->pdata,
-				      G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-					      G_SUBPROCESS_FLAGS_STDERR_PIPE,
-				      &err);
-		if (!p) {
-			g_warning("remote add: %s", err->message);
-			g_error_free(err);
-		} else {
-			g_subprocess_communicate_utf8_async(p, *v[4] ? secret : NULL, NULL, add_done, NULL);
-			g_object_unref(p);
-		}
-		memset(secret, 0, strlen(secret));
-		g_free(secret);
-		g_ptr_array_free(argv, TRUE);
+	if (T.add_dialog) {
+		gtk_window_present(GTK_WINDOW(T.add_dialog));
+		return;
 	}
-	gtk_widget_destroy(d);
+	ad = g_new0(struct add_dialog, 1);
+	ad->dialog = gtk_dialog_new_with_buttons("Add bucket", NULL, 0, "_Test connection", RESP_TEST,
+						 "_Cancel", GTK_RESPONSE_CANCEL, "_Add and mount", GTK_RESPONSE_OK,
+						 NULL);
+	gtk_dialog_set_default_response(GTK_DIALOG(ad->dialog), GTK_RESPONSE_OK);
+	gtk_grid_set_row_spacing(GTK_GRID(grid), 6);
+	gtk_grid_set_column_spacing(GTK_GRID(grid), 8);
+	gtk_container_set_border_width(GTK_CONTAINER(grid), 12);
+	for (int i = 0; i < F_COUNT; i++) {
+		GtkWidget *e = gtk_entry_new();
+		gtk_entry_set_placeholder_text(GTK_ENTRY(e), hints[i]);
+		gtk_entry_set_width_chars(GTK_ENTRY(e), 36);
+		if (i == F_SECRET) {
+			gtk_entry_set_visibility(GTK_ENTRY(e), FALSE);
+			gtk_entry_set_input_purpose(GTK_ENTRY(e), GTK_INPUT_PURPOSE_PASSWORD);
+		}
+		gtk_entry_set_activates_default(GTK_ENTRY(e), TRUE);
+		ad->entry[i] = add_row(GTK_GRID(grid), row++, labels[i], e);
+		if (i == F_REGION) {
+			ad->path_style = gtk_check_button_new_with_mnemonic("_Path-style addressing (MinIO, Ceph)");
+			gtk_grid_attach(GTK_GRID(grid), ad->path_style, 1, row++, 1, 1);
+		}
+	}
+	ad->result = gtk_label_new("");
+	gtk_label_set_line_wrap(GTK_LABEL(ad->result), TRUE);
+	gtk_label_set_selectable(GTK_LABEL(ad->result), TRUE);
+	gtk_label_set_xalign(GTK_LABEL(ad->result), 0);
+	gtk_grid_attach(GTK_GRID(grid), ad->result, 0, row, 2, 1);
+	gtk_container_add(GTK_CONTAINER(gtk_dialog_get_content_area(GTK_DIALOG(ad->dialog))), grid);
+	g_signal_connect(ad->dialog, "response", G_CALLBACK(add_dialog_response), ad);
+	g_signal_connect(ad->dialog, "destroy", G_CALLBACK(add_dialog_destroyed), ad);
+	/* the struct lives as long as the dialog object: jobs hold a reference */
+	g_object_set_data_full(G_OBJECT(ad->dialog), "cm-add-dialog", ad, g_free);
+	T.add_dialog = ad->dialog;
+	gtk_widget_show_all(ad->dialog);
+	gtk_window_present(GTK_WINDOW(ad->dialog));
 }
 
 static void on_activate(GtkMenuItem *mi, gpointer data)
@@ -440,6 +707,7 @@ static void handle_line(const char *line)
 		return;
 	ev = cJSON_GetObjectItemCaseSensitive(j, "event");
 	if (cJSON_IsString(ev) && !strcmp(ev->valuestring, "state") && mm_remote_from_json(j, &r) == 0) {
+		maybe_notify(&r);
 		snapshot_put(&r);
 		rebuild();
 	}
@@ -578,6 +846,7 @@ int main(int argc, char **argv)
 		g_free(self);
 	}
 	T.inbuf = g_string_new(NULL);
+	T.told = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	T.menu = GTK_MENU(gtk_menu_new());
 	T.ind = app_indicator_new("cloudmount", "cloudmount-idle", APP_INDICATOR_CATEGORY_APPLICATION_STATUS);
 	dir = icon_dir();
@@ -593,5 +862,8 @@ int main(int argc, char **argv)
 	if (T.sub_fd >= 0)
 		close(T.sub_fd);
 	snapshot_clear();
+	g_hash_table_destroy(T.told);
+	if (notify_is_initted())
+		notify_uninit();
 	return 0;
 }

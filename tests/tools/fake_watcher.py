@@ -7,10 +7,15 @@ properties an AppIndicator looks at. Every registered item is written as one
 line "SENDER PATH" to the file given with --items (appended, flushed), so a
 test can find the indicator's unique bus name and object path.
 
-Usage: /usr/bin/python3 fake_watcher.py --items FILE [--timeout SECONDS]
+With --notifications FILE it also owns org.freedesktop.Notifications (the
+desktop notification server libnotify talks to) and appends one JSON line
+{"summary", "body", "icon", "app"} per Notify call, so a test can count them.
+
+Usage: /usr/bin/python3 fake_watcher.py [--items FILE] [--notifications FILE] [--timeout SECONDS]
 (Debian's python3-dbus is for /usr/bin/python3.)
 """
 import argparse
+import json
 import sys
 
 import dbus
@@ -77,15 +82,51 @@ class Watcher(dbus.service.Object):
         return self._props()
 
 
+NOTIFY_IFACE = "org.freedesktop.Notifications"
+
+
+class Notifications(dbus.service.Object):
+    def __init__(self, bus, out_file):
+        super().__init__(bus, "/org/freedesktop/Notifications")
+        self.out_file = out_file
+        self.last_id = 0
+
+    @dbus.service.method(NOTIFY_IFACE, in_signature="susssasa{sv}i", out_signature="u")
+    def Notify(self, app, replaces_id, icon, summary, body, actions, hints, timeout):
+        self.last_id += 1
+        with open(self.out_file, "a") as f:
+            f.write(json.dumps({"app": str(app), "icon": str(icon), "summary": str(summary),
+                                "body": str(body)}) + "\n")
+        return dbus.UInt32(self.last_id)
+
+    @dbus.service.method(NOTIFY_IFACE, in_signature="", out_signature="as")
+    def GetCapabilities(self):
+        return dbus.Array(["body"], signature="s")
+
+    @dbus.service.method(NOTIFY_IFACE, in_signature="", out_signature="ssss")
+    def GetServerInformation(self):
+        return ("fake_watcher", "cloudmount-tests", "1.0", "1.2")
+
+    @dbus.service.method(NOTIFY_IFACE, in_signature="u", out_signature="")
+    def CloseNotification(self, nid):
+        pass
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--items", required=True, help="file that gets one 'SENDER PATH' line per registration")
+    ap.add_argument("--items", help="be the watcher; the file gets one 'SENDER PATH' line per registration")
+    ap.add_argument("--notifications", help="be the notification server; the file gets one JSON line per Notify")
     ap.add_argument("--timeout", type=float, default=120, help="exit after this many seconds")
     args = ap.parse_args()
     dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
     bus = dbus.SessionBus()
-    name = dbus.service.BusName(IFACE, bus)  # noqa: F841 (kept for its lifetime)
-    Watcher(bus, args.items)
+    names = []  # kept for their lifetime
+    if args.items:
+        names.append(dbus.service.BusName(IFACE, bus))
+        Watcher(bus, args.items)
+    if args.notifications:
+        names.append(dbus.service.BusName(NOTIFY_IFACE, bus))
+        Notifications(bus, args.notifications)
     loop = GLib.MainLoop()
     GLib.timeout_add(int(args.timeout * 1000), loop.quit)
     loop.run()

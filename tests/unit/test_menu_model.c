@@ -626,6 +626,83 @@ TEST(autostart_check_reflects_flag)
 	mm_menu_release(&m);
 }
 
+/* Feed a sequence of states; return how many notices fired and keep the last. */
+static int notices_for(const enum mm_state *states, size_t n, struct mm_remote *r, struct mm_notice *last)
+{
+	enum mm_state told = MM_STATE_UNKNOWN;
+	int fired = 0;
+
+	memset(last, 0, sizeof(*last));
+	for (size_t i = 0; i < n; i++) {
+		struct mm_notice nt;
+		r->state = states[i];
+		if (mm_notice_update(&told, r, &nt)) {
+			fired++;
+			CHECK(label_is_clean(nt.title));
+			CHECK(label_is_clean(nt.body));
+			CHECK(nt.icon_name != NULL);
+			mm_notice_release(last);
+			*last = nt;
+		}
+	}
+	return fired;
+}
+
+TEST(notices_once_per_state_change)
+{
+	struct mm_remote r = mk("photos", MM_STATE_MOUNTED, 0);
+	struct mm_notice nt;
+	enum mm_state told = MM_STATE_UNKNOWN;
+
+	/* mounting and mounted say nothing */
+	{
+		const enum mm_state seq[] = { MM_STATE_UNMOUNTED, MM_STATE_MOUNTING, MM_STATE_MOUNTED,
+					      MM_STATE_MOUNTED, MM_STATE_UNMOUNTED };
+		CHECK_INT(notices_for(seq, 5, &r, &nt), 0);
+	}
+	/* degraded (repeated events, a new reason) then recovered: exactly two */
+	{
+		const enum mm_state seq[] = { MM_STATE_MOUNTED, MM_STATE_DEGRADED, MM_STATE_DEGRADED,
+					      MM_STATE_DEGRADED, MM_STATE_MOUNTED, MM_STATE_MOUNTED };
+		CHECK_INT(notices_for(seq, 6, &r, &nt), 2);
+		CHECK_STR(nt.title, "photos recovered");
+		CHECK_STR(nt.body, "Mounted at /mnt/x");
+		CHECK_STR(nt.icon_name, "cloudmount-ok");
+		mm_notice_release(&nt);
+	}
+	/* the daemon going away (unknown) and coming back degraded repeats nothing */
+	{
+		const enum mm_state seq[] = { MM_STATE_DEGRADED, MM_STATE_UNKNOWN, MM_STATE_DEGRADED };
+		CHECK_INT(notices_for(seq, 3, &r, &nt), 1);
+		mm_notice_release(&nt);
+	}
+	/* degraded then error: two problems; error then unmounted by the user: no "recovered" */
+	{
+		const enum mm_state seq[] = { MM_STATE_DEGRADED, MM_STATE_ERROR, MM_STATE_UNMOUNTED,
+					      MM_STATE_MOUNTING, MM_STATE_MOUNTED };
+		CHECK_INT(notices_for(seq, 5, &r, &nt), 2);
+		CHECK_STR(nt.title, "photos failed");
+		CHECK_STR(nt.icon_name, "cloudmount-error");
+		mm_notice_release(&nt);
+	}
+	/* a reason with control characters is cleaned; a blank one gets a default */
+	r.state = MM_STATE_DEGRADED;
+	r.reason = (char *)"S3 unreachable:\n\x1b[31mconnection refused\t";
+	CHECK(mm_notice_update(&told, &r, &nt));
+	CHECK_STR(nt.title, "photos is degraded");
+	CHECK_STR(nt.body, "S3 unreachable: [31mconnection refused");
+	CHECK_STR(nt.icon_name, "cloudmount-degraded");
+	mm_notice_release(&nt);
+	CHECK(!mm_notice_update(&told, &r, &nt));
+	CHECK(nt.title == NULL);
+	r.state = MM_STATE_ERROR;
+	r.reason = (char *)"  ";
+	CHECK(mm_notice_update(&told, &r, &nt));
+	CHECK(strlen(nt.body) > 0);
+	mm_notice_release(&nt);
+	mm_notice_release(NULL);
+}
+
 TH_MAIN_BEGIN("test_menu_model")
 	RUN(two_remotes_mounted_and_unmounted);
 	RUN(degraded_and_error_with_reason);
@@ -640,4 +717,5 @@ TH_MAIN_BEGIN("test_menu_model")
 	RUN(sizes_and_counts);
 	RUN(actions_carry_remote_names);
 	RUN(autostart_check_reflects_flag);
+	RUN(notices_once_per_state_change);
 TH_MAIN_END
