@@ -207,6 +207,24 @@ static int apply_setting(struct remote *r, const char *file, const struct ini_en
 	return 0;
 }
 
+/* The [tray] section. Returns 0, or -1 with a message in err. */
+static int apply_tray_setting(struct remotes *rs, const struct ini_section *sec, struct cm_err *err)
+{
+	for (size_t k = 0; k < sec->n_entries; k++) {
+		const struct ini_entry *e = &sec->entries[k];
+		if (strcasecmp(e->key, "unmount-on-quit") != 0) {
+			cm_err_set(err, CM_E_CONFIG, "%s:%u: unknown setting \"%.60s\" in [tray]", rs->path, e->line,
+				   e->key);
+			return -1;
+		}
+		if (parse_bool(e->value, &rs->tray_unmount_on_quit) < 0) {
+			cm_err_set(err, CM_E_CONFIG, "%s:%u: expected true or false", rs->path, e->line);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 enum cm_status remotes_load(const char *path, struct remotes *out, struct cm_err *err)
 {
 	struct ini_file ini;
@@ -227,8 +245,16 @@ enum cm_status remotes_load(const char *path, struct remotes *out, struct cm_err
 	for (size_t i = 0; i < ini.n_sections; i++) {
 		const struct ini_section *sec = &ini.sections[i];
 		struct remote r;
+		if (!strcmp(sec->name, "tray")) {
+			if (apply_tray_setting(out, sec, err) < 0) {
+				st = CM_E_CONFIG;
+				goto out_fail;
+			}
+			continue;
+		}
 		if (strncmp(sec->name, "remote ", 7) != 0) {
-			st = cm_err_set(err, CM_E_CONFIG, "%s:%u: unknown section \"%.60s\" (expected [remote NAME])",
+			st = cm_err_set(err, CM_E_CONFIG,
+					"%s:%u: unknown section \"%.60s\" (expected [remote NAME] or [tray])",
 					out->path, sec->line, sec->name);
 			goto out_fail;
 		}
@@ -299,6 +325,8 @@ enum cm_status remotes_save(const struct remotes *rs, struct cm_err *err)
 		if (r->cache_dir)
 			buf_printf(&b, "cache-dir = %s\n", r->cache_dir);
 	}
+	if (rs->tray_unmount_on_quit)
+		buf_puts(&b, "\n[tray]\nunmount-on-quit = true\n");
 	util_mkdir_parents(rs->path, 0700);
 	tmp = xasprintf("%s.tmp.%d", rs->path, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -17,6 +17,9 @@
  *   metadata-ttl = 1
  *   cache-dir = /var/cache/me
  *
+ *   [tray]                           # optional: cloudmount-tray's own settings
+ *   unmount-on-quit = false          # Quit unmounts every bucket first
+ *
  * Secrets never go in this file. Unknown settings and malformed values are
  * errors with "FILE:LINE: what is wrong", as are broken lines (ini.h). The
  * file is rewritten whole (atomically, 0600) by remotes_save; comments are not
@@ -50,6 +53,7 @@ struct remotes {
 	char *path;                     /* the file they came from / go to */
 	struct remote *list;
 	size_t n;
+	int tray_unmount_on_quit;       /* [tray] unmount-on-quit (kept by remotes_save) */
 };
 
 /* The config file's path (malloc'd). */

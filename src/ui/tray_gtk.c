@@ -31,6 +31,7 @@
 #include <libayatana-appindicator/app-indicator.h>
 #include <libnotify/notify.h>
 
+#include "config/remotes.h"
 #include "manager/control.h"
 #include "platform/platform.h"
 #include "ui/menu_model.h"
@@ -216,27 +217,34 @@ struct ctl_job {
 	char *name;
 };
 
-static gpointer ctl_job_run(gpointer data)
+/* Ask the daemon {"cmd": cmd, "name": name} and wait for the answer; warn when it fails. */
+static void ctl_request(const char *cmd, const char *name)
 {
-	struct ctl_job *j = data;
 	int fd = ctl_connect();
 
 	if (fd < 0) {
-		g_warning("%s %s: no daemon: %s", j->cmd, j->name, g_strerror(errno));
+		g_warning("%s %s: no daemon: %s", cmd, name, g_strerror(errno));
 	} else {
 		cJSON *req = cJSON_CreateObject();
 		char *line;
-		cJSON_AddStringToObject(req, "cmd", j->cmd);
-		cJSON_AddStringToObject(req, "name", j->name);
+		cJSON_AddStringToObject(req, "cmd", cmd);
+		cJSON_AddStringToObject(req, "name", name);
 		line = ctl_call(fd, req, 180000);
 		cJSON_Delete(req);
 		close(fd);
 		if (!line)
-			g_warning("%s %s: the daemon did not answer", j->cmd, j->name);
+			g_warning("%s %s: the daemon did not answer", cmd, name);
 		else if (!strstr(line, "\"ok\":true"))
-			g_warning("%s %s: %s", j->cmd, j->name, line);
+			g_warning("%s %s: %s", cmd, name, line);
 		free(line);
 	}
+}
+
+static gpointer ctl_job_run(gpointer data)
+{
+	struct ctl_job *j = data;
+
+	ctl_request(j->cmd, j->name);
 	g_free(j->cmd);
 	g_free(j->name);
 	g_free(j);
@@ -589,6 +597,30 @@ static void add_bucket_dialog(void)
 	gtk_window_present(GTK_WINDOW(ad->dialog));
 }
 
+/* Quit: mounts stay up, unless cloudmount.conf says [tray] unmount-on-quit = true. */
+static void quit_tray(void)
+{
+	struct remotes rs;
+	struct cm_err err;
+
+	cm_err_clear(&err);
+	if (remotes_load(NULL, &rs, &err) != CM_OK) {
+		g_warning("%s", err.message);
+	} else {
+		if (rs.tray_unmount_on_quit) {
+			for (size_t i = 0; i < T.n; i++) {
+				enum mm_state st = T.remotes[i].state;
+				if (st == MM_STATE_MOUNTED || st == MM_STATE_DEGRADED || st == MM_STATE_MOUNTING) {
+					g_message("quit: unmounting %s", T.remotes[i].name);
+					ctl_request("unmount", T.remotes[i].name);
+				}
+			}
+		}
+		remotes_release(&rs);
+	}
+	gtk_main_quit();
+}
+
 static void on_activate(GtkMenuItem *mi, gpointer data)
 {
 	enum mm_action act = (enum mm_action)GPOINTER_TO_INT(data);
@@ -628,7 +660,7 @@ static void on_activate(GtkMenuItem *mi, gpointer data)
 				ctl_async("mount", T.remotes[i].name);
 		break;
 	case MM_ACT_QUIT:
-		gtk_main_quit();
+		quit_tray();
 		break;
 	default:
 		break;

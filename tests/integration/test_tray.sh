@@ -14,8 +14,9 @@
 # The remote "traytest" reaches the server through tests/tools/faultproxy.py,
 # which this test stops and restarts to play a server outage.
 #
-# Part 2, XEmbed fallback: with no watcher, the tray shows a classic tray icon
-# in trayer; a click opens the menu. Screenshots of the open menu and of the
+# Part 2, XEmbed fallback: with no watcher and no daemon, the tray starts the
+# daemon (which adopts the mounts) and shows a classic tray icon in trayer; a
+# click opens the menu; Quit with [tray] unmount-on-quit unmounts everything. Screenshots of the open menu and of the
 # Add bucket dialog are saved as PNG under $CM_ARTIFACTS (default
 # build-artifacts/ in the repository; docs/ keeps a copy).
 #
@@ -207,9 +208,13 @@ printf '[Default Applications]\ninode/directory=cm-fakefm.desktop\n' >"$XDG_CONF
 
 "${NOSECRET_ENV[@]}" "$TRAY" >>"$WORK/tray.log" 2>&1 &
 TRAY_PID=$!
-it "the tray registers /org/ayatana/NotificationItem/cloudmount with the watcher" \
-	wait_for 10 grep -q ' /org/ayatana/NotificationItem/cloudmount$' "$WORK/items"
-read -r SENDER OPATH <"$WORK/items"
+registered() {
+	wait_for 15 grep -q ' /org/ayatana/NotificationItem/cloudmount$' "$WORK/items" && return 0
+	echo "tray alive: $(kill -0 "$TRAY_PID" 2>&1 && echo yes)"; tail -n 15 "$WORK/tray.log" "$WORK/watcher.log"
+	return 1
+}
+it "the tray registers /org/ayatana/NotificationItem/cloudmount with the watcher" registered
+read -r SENDER OPATH <"$WORK/items" 2>/dev/null
 : "${SENDER:=none}" "${OPATH:=/none}"
 
 it "traytest's submenu has an enabled Mount item" wait_for 10 find_item "traytest —" Mount
@@ -264,6 +269,7 @@ type_field() { # MNEMONIC TEXT: focus the field by its label's mnemonic, replace
 		{ [ -z "$2" ] || xdotool type --delay 5 -- "$2"; }
 }
 fill_dialog() { # ENDPOINT
+	[ -n "$DLG" ] || return 1
 	xdotool windowfocus --sync "$DLG" && sleep 0.2 &&
 		type_field n traynew && type_field u "s3://$B3" && type_field e "$1" &&
 		type_field r "${S3_REGION:-us-east-1}" && type_field k "$S3_ACCESS_KEY" &&
@@ -301,6 +307,14 @@ it "mounts stay up after Quit" sh -c "grep -q ' $MP2 fuse' /proc/mounts && grep 
 kill "$WATCHER_PID" 2>/dev/null
 wait "$WATCHER_PID" 2>/dev/null
 WATCHER_PID=
+# and no daemon: the tray must start one, which adopts the running mounts
+daemon_answers() { "$PY" "$ROOT/tests/tools/cmctl.py" call '{"cmd":"ping"}' 2>/dev/null | grep -q '"ok":true'; }
+stop_daemon() {
+	kill -TERM "$DAEMON_PID" && for _ in $(seq 50); do daemon_answers || return 0; sleep 0.1; done
+	return 1
+}
+it "the daemon stops" stop_daemon
+DAEMON_PID=
 trayer --edge top --align right --widthtype pixel --width 120 --height 26 --SetDockType false \
 	--transparent false >/dev/null 2>&1 &
 TRAYER_PID=$!
@@ -312,6 +326,8 @@ find_icon() { # the icon's window, named after the tooltip, inside trayer's pane
 	ICONWIN=$(xdotool search --name '^[0-9]+ mounted' | head -n 1)
 	[ -n "$ICONWIN" ]
 }
+it "the tray started a daemon" wait_for 10 daemon_answers
+it "which adopted the mounts" wait_for 10 sh -c "'$CLOUDMOUNT' status | grep -E '^traytwo .* mounted'"
 it "without a watcher the tray shows an XEmbed icon in trayer" wait_for 15 find_icon
 in_panel() { xwininfo -tree -name panel | grep -q "$(printf '0x%x' "$ICONWIN")"; }
 it "the icon is embedded in the panel" in_panel
@@ -336,6 +352,17 @@ shoot_menu() { # hover the second remote (mounted) so its submenu opens, then sh
 }
 it "a screenshot of the open menu" shoot_menu
 echo "# screenshots: $ARTIFACTS/tray-menu.png $ARTIFACTS/tray-add-bucket.png"
+# Quit with [tray] unmount-on-quit = true: the buckets go down with the tray
+printf '\n[tray]\nunmount-on-quit = true\n' >>"$XDG_CONFIG_HOME/cloudmount/cloudmount.conf"
+click_quit() { # Quit is the menu's last item
+	local X Y WIDTH HEIGHT
+	eval "$(xdotool getwindowgeometry --shell "$MENUWIN")"
+	xdotool mousemove $((X + WIDTH / 2)) $((Y + HEIGHT - 14)) sleep 0.3 click 1
+}
+it "clicking Quit in the XEmbed menu (unmount-on-quit set)" click_quit
+it "the tray exits" wait_for 30 tray_exited
+it "and unmounted every bucket first" sh -c "! grep -qE ' ($MP|$MP2|$MP3) ' /proc/mounts"
+grep "quit:" "$WORK/tray2.log" | sed -e 's/^/# /'
 kill "$TRAY_PID" "$TRAYER_PID" 2>/dev/null
 wait "$TRAY_PID" "$TRAYER_PID" 2>/dev/null
 TRAY_PID= TRAYER_PID=
