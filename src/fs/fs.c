@@ -1040,6 +1040,8 @@ static void put_opts_for(const struct fs_inode *in, struct s3_meta *meta, struct
  * Commit an inode's dirty data (flush, fsync, release, unmount). Returns 0 or
  * a positive errno. Called without fs->lock.
  */
+static int commit_under(struct fs *fs, const char *dir);
+
 static int commit_inode(struct fs *fs, struct fs_inode *in)
 {
 	struct s3_meta meta;
@@ -1802,7 +1804,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			}
 		}
 		/* files of the tree still being written must land first */
-		fs_commit_all(fs);
+		commit_under(fs, from);
 		st = list_all(fs, fp, &keys, &sizes, &n, &err);
 		for (size_t i = 0; st == CM_OK && i < n; i++) {
 			char *nk = xasprintf("%s%s", tp, keys[i] + strlen(fp));
@@ -2434,17 +2436,22 @@ struct fs *fs_create(const struct fs_config *cfg)
 	return fs;
 }
 
-int fs_commit_all(struct fs *fs)
+/*
+ * Commit every dirty file whose path lies under dir (NULL: every dirty file
+ * of the mount). Returns the number that failed.
+ */
+static int commit_under(struct fs *fs, const char *dir)
 {
 	struct fs_inode **dirty = NULL;
-	size_t n = 0;
+	size_t n = 0, dir_len = dir ? strlen(dir) : 0;
 	int failed = 0;
 
 	/* gather first (holding each open), then commit each once without the lock */
 	pthread_mutex_lock(&fs->lock);
 	for (size_t b = 0; b < fs->n_buckets; b++) {
 		for (struct fs_inode *in = fs->by_ino[b]; in; in = in->next_ino) {
-			if (in->data && fdata_dirty(in->data) && !in->unlinked) {
+			int inside = !dir || (strncmp(in->path, dir, dir_len) == 0 && in->path[dir_len] == '/');
+			if (inside && in->data && fdata_dirty(in->data) && !in->unlinked) {
 				dirty = xrealloc(dirty, (n + 1) * sizeof(*dirty));
 				dirty[n++] = in;
 				in->open_count++;
@@ -2462,6 +2469,11 @@ int fs_commit_all(struct fs *fs)
 	}
 	free(dirty);
 	return failed;
+}
+
+int fs_commit_all(struct fs *fs)
+{
+	return commit_under(fs, NULL);
 }
 
 void fs_set_session(struct fs *fs, struct fuse_session *se)

@@ -1976,6 +1976,39 @@ TEST(test_commit_all)
 	env_release(&e);
 }
 
+/* A directory rename commits the dirty files inside it, and only those. */
+TEST(test_rename_dir_commits_its_files_only)
+{
+	struct env e;
+	struct fuse_entry_param in_dir, outside;
+	uint64_t fh_in, fh_out;
+	fuse_ino_t d;
+
+	env_init(&e, 60);
+	put(&e, "d/old", "o");
+	d = lookup_ino(&e, ROOT, "d");
+	CHECK_INT(do_create(&e, d, "w", 0644, O_WRONLY, &in_dir, &fh_in), 0);
+	CHECK_INT(do_create(&e, ROOT, "other", 0644, O_WRONLY, &outside, &fh_out), 0);
+	CHECK_INT(do_write(&e, in_dir.ino, fh_in, "inside", 6, 0), 6);
+	CHECK_INT(do_write(&e, outside.ino, fh_out, "outside", 7, 0), 7);
+	CHECK_INT(stats(&e).dirty_files, 2);
+	CHECK_INT(do_rename(&e, ROOT, "d", ROOT, "d2", 0), 0);
+	CHECK(holds(&e, "d2/w", "inside"));
+	CHECK(holds(&e, "d2/old", "o"));
+	CHECK(!exists(&e, "d/w") && !exists(&e, "d/old"));
+	/* the file outside the tree is still being written: not uploaded by the rename */
+	CHECK(!exists(&e, "other"));
+	CHECK_INT(stats(&e).dirty_files, 1);
+	/* the open file inside follows its directory */
+	CHECK_INT(do_write(&e, in_dir.ino, fh_in, "INSIDE", 6, 0), 6);
+	CHECK_INT(do_close(&e, in_dir.ino, fh_in), 0);
+	CHECK_INT(do_close(&e, outside.ino, fh_out), 0);
+	CHECK(holds(&e, "d2/w", "INSIDE"));
+	CHECK(!exists(&e, "d/w"));
+	CHECK(holds(&e, "other", "outside"));
+	env_release(&e);
+}
+
 /* ---- faults ---- */
 
 /* Each failing request gives a clean errno, and the next try works. */
@@ -2277,6 +2310,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_posix_metadata_cache);
 	RUN(test_misc_ops);
 	RUN(test_commit_all);
+	RUN(test_rename_dir_commits_its_files_only);
 	RUN(test_fault_errnos);
 	RUN(test_random_faults);
 TH_MAIN_END
