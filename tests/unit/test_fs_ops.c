@@ -1901,13 +1901,12 @@ TEST(test_misc_ops)
 	CHECK_INT(r.statfs.f_namemax, 255);
 	CHECK(r.statfs.f_bavail > 0);
 	req_begin(&e, &r);
+	/* no xattrs: ENOSYS, so the kernel stops asking (ls -l asks twice per file) */
 	e.ops->getxattr(&r, f, "user.x", 0);
-	CHECK_INT(req_end(&r, "getxattr"), ENODATA);
+	CHECK_INT(req_end(&r, "getxattr"), ENOSYS);
 	req_begin(&e, &r);
 	e.ops->listxattr(&r, f, 0);
-	CHECK_INT(req_end(&r, "listxattr"), 0);
-	CHECK_INT(r.kind, STUB_XATTR);
-	CHECK_INT(r.len, 0);
+	CHECK_INT(req_end(&r, "listxattr"), ENOSYS);
 	req_begin(&e, &r);
 	e.ops->link(&r, f, ROOT, "hard");
 	CHECK_INT(req_end(&r, "link"), EPERM);
