@@ -83,6 +83,9 @@ struct fs_inode {
 	struct fdata *data;             /* while open for writing or dirty */
 	struct listing *listing;        /* directories: the current listing, or NULL */
 	int64_t listing_expiry;
+	int listing_pending;            /* directories: a walk-ahead fetch is on its way */
+	size_t walk_next;               /* directories: 1 + the listing index of the child
+					   opened last (0: none), to see a recursive walk */
 	struct fs_inode *next_ino;      /* hash chains */
 	struct fs_inode *next_path;
 };
@@ -113,7 +116,13 @@ struct fs {
 	struct fdata_opts fdata_opts;
 	struct reader_opts reader_opts;
 	struct fuse_session *session;   /* for cache invalidation; set once before the loop */
+	int walk_fetches;               /* walk-ahead listings in flight; protected by lock */
+	pthread_cond_t walk_done;       /* signalled when walk_fetches drops */
 };
+
+/* A recursive walk (find, du, cp -r, rsync) lists this many sibling directories ahead. */
+#define WALK_AHEAD 8
+#define WALK_MAX_IN_FLIGHT 16
 
 /* ---- small helpers ---- */
 
@@ -2182,6 +2191,97 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 /* ---- directories ---- */
 
+/*
+ * Walk-ahead: programs that walk a tree (find, du, cp -r, rsync, ls -R) open
+ * the subdirectories of a directory one after the other, in the order readdir
+ * gave them, each costing a LIST round trip before the walk can go on. When a
+ * directory's second child is opened after the first in that order, the
+ * listings of the next WALK_AHEAD sibling directories are fetched in parallel
+ * on the work queue and kept on their inodes, with the usual TTL, so the walk
+ * finds them ready. Skipped with --posix-metadata (its HEAD batches run on
+ * the same queue and a job must not wait for other jobs) and with TTL 0.
+ */
+struct walk_job {
+	struct fs *fs;
+	uint64_t ino;                   /* the directory (inode numbers are never reused) */
+	char *path;                     /* its path when the job was queued */
+};
+
+static void walk_job_run(void *arg)
+{
+	struct walk_job *j = arg;
+	struct fs *fs = j->fs;
+	struct listing *l = NULL;
+	struct fs_inode *in;
+	struct cm_err err;
+
+	if (listing_fetch(fs, j->path, &l, &err) != CM_OK)
+		l = NULL;
+	pthread_mutex_lock(&fs->lock);
+	in = find_ino(fs, j->ino);
+	if (in) {
+		in->listing_pending = 0;
+		if (l && !strcmp(in->path, j->path) && !(in->listing && util_now_ms() < in->listing_expiry)) {
+			listing_put(in->listing);
+			in->listing = l;
+			in->listing_expiry = util_now_ms() + fs->ttl_ms;
+			l = NULL;
+		}
+	}
+	listing_put(l);
+	fs->walk_fetches--;
+	pthread_cond_broadcast(&fs->walk_done);
+	pthread_mutex_unlock(&fs->lock);
+	free(j->path);
+	free(j);
+}
+
+/* child was just opened as a directory. Caller holds the lock. */
+static void walk_ahead(struct fs *fs, struct fs_inode *child)
+{
+	const char *slash = strrchr(child->path, '/');
+	char *ppath = slash ? xstrndup(child->path, (size_t)(slash - child->path)) : xstrdup("");
+	struct fs_inode *parent = *child->path ? find_path(fs, ppath) : NULL;
+	const struct listing_entry *le;
+	size_t idx, seen = 0;
+	int walking;
+
+	free(ppath);
+	if (!parent || !parent->listing || fs->cfg.posix_metadata || fs->ttl_ms <= 0)
+		return;
+	le = listing_find(parent->listing, slash ? slash + 1 : child->path);
+	if (!le)
+		return;
+	idx = (size_t)(le - parent->listing->e);
+	walking = parent->walk_next && idx >= parent->walk_next;
+	parent->walk_next = idx + 1;
+	if (!walking)
+		return;
+	for (size_t i = idx + 1; i < parent->listing->n && seen < WALK_AHEAD; i++) {
+		const struct listing_entry *e = &parent->listing->e[i];
+		struct fs_inode *sib;
+		char *spath;
+
+		if (e->type != S_IFDIR)
+			continue;
+		seen++;
+		spath = join_path(parent->path, e->name);
+		sib = find_path(fs, spath);
+		if (sib && !sib->listing_pending && !(sib->listing && util_now_ms() < sib->listing_expiry) &&
+		    fs->walk_fetches < WALK_MAX_IN_FLIGHT) {
+			struct walk_job *j = xcalloc(1, sizeof(*j));
+			j->fs = fs;
+			j->ino = sib->ino;
+			j->path = spath;
+			spath = NULL;
+			sib->listing_pending = 1;
+			fs->walk_fetches++;
+			workq_submit(fs->cfg.workq, walk_job_run, j);
+		}
+		free(spath);
+	}
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -2195,6 +2295,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	in = lock_inode(req, fs, ino);
 	if (!in)
 		return;
+	while (in->listing_pending) /* a walk-ahead fetch of this very listing: wait for it */
+		pthread_cond_wait(&fs->walk_done, &fs->lock);
 	if (in->listing && util_now_ms() < in->listing_expiry) {
 		l = in->listing;
 		l->refs++;
@@ -2218,6 +2320,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		pthread_mutex_unlock(&fs->lock);
 	}
 	free(path);
+	pthread_mutex_lock(&fs->lock);
+	walk_ahead(fs, in);
+	pthread_mutex_unlock(&fs->lock);
 	dh = xcalloc(1, sizeof(*dh));
 	dh->listing = l;
 	dh->dir = in;
@@ -2416,6 +2521,7 @@ struct fs *fs_create(const struct fs_config *cfg)
 
 	fs->cfg = *cfg;
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_cond_init(&fs->walk_done, NULL);
 	fs->n_buckets = 1024;
 	fs->by_ino = xcalloc(fs->n_buckets, sizeof(*fs->by_ino));
 	fs->by_path = xcalloc(fs->n_buckets, sizeof(*fs->by_path));
@@ -2505,6 +2611,11 @@ void fs_destroy(struct fs *fs)
 {
 	if (!fs)
 		return;
+	pthread_mutex_lock(&fs->lock);
+	while (fs->walk_fetches)
+		pthread_cond_wait(&fs->walk_done, &fs->lock);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_cond_destroy(&fs->walk_done);
 	for (size_t b = 0; b < fs->n_buckets; b++) {
 		struct fs_inode *in = fs->by_ino[b], *next;
 		for (; in; in = next) {

@@ -2008,6 +2008,72 @@ TEST(test_rename_dir_commits_its_files_only)
 	env_release(&e);
 }
 
+/* Wait up to 5 s for the store to have seen n LISTs. */
+static int lists_reach(struct env *e, uint64_t n)
+{
+	for (int i = 0; i < 500 && calls(e, STORE_OP_LIST) < n; i++)
+		sleep_ms(10);
+	return calls(e, STORE_OP_LIST) >= n;
+}
+
+/*
+ * A recursive walk: once a second child directory is opened after the first
+ * in listing order, the next 8 sibling directories are listed ahead, so the
+ * walk finds their listings ready; each directory is still listed once.
+ */
+TEST(test_walk_ahead)
+{
+	struct env e;
+	struct dlist top;
+	fuse_ino_t ino[12];
+	uint64_t fh;
+	char key[32];
+
+	env_init(&e, 60);
+	for (int i = 0; i < 12; i++) {
+		snprintf(key, sizeof(key), "d%02d/f", i);
+		put(&e, key, "x");
+	}
+	put(&e, "file", "f");
+	REQUIRE(list_dir(&e, ROOT, 1, 65536, &top) == 0);
+	for (int i = 0; i < 12; i++) {
+		snprintf(key, sizeof(key), "d%02d", i);
+		ino[i] = lookup_ino(&e, ROOT, key);
+	}
+	reset_calls(&e);
+	/* opening one directory is not a walk: its own LIST only */
+	REQUIRE(do_opendir(&e, ino[5], &fh) == 0);
+	do_releasedir(&e, ino[5], fh);
+	sleep_ms(50);
+	CHECK_INT(calls(&e, STORE_OP_LIST), 1);
+	/* nor is going back to an earlier one */
+	REQUIRE(do_opendir(&e, ino[0], &fh) == 0);
+	do_releasedir(&e, ino[0], fh);
+	sleep_ms(50);
+	CHECK_INT(calls(&e, STORE_OP_LIST), 2);
+	/* the next one in order is: d02..d09 are listed ahead */
+	REQUIRE(do_opendir(&e, ino[1], &fh) == 0);
+	do_releasedir(&e, ino[1], fh);
+	CHECK(lists_reach(&e, 3 + 7)); /* d05 is still fresh: not listed again */
+	sleep_ms(50);
+	CHECK_INT(calls(&e, STORE_OP_LIST), 10);
+	/* the walk goes on without waiting for LISTs, and lists every directory once */
+	for (int i = 2; i < 12; i++) {
+		struct dlist sub;
+		REQUIRE(list_dir(&e, ino[i], 1, 65536, &sub) == 0);
+		CHECK_INT(sub.n, 3); /* ".", "..", "f" */
+		CHECK(dlist_find(&sub, "f") != NULL);
+		forget_listed(&e, &sub);
+		dlist_release(&sub);
+	}
+	CHECK(lists_reach(&e, 12));
+	sleep_ms(50);
+	CHECK_INT(calls(&e, STORE_OP_LIST), 12);
+	forget_listed(&e, &top);
+	dlist_release(&top);
+	env_release(&e);
+}
+
 /* ---- faults ---- */
 
 /* Each failing request gives a clean errno, and the next try works. */
@@ -2310,6 +2376,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_misc_ops);
 	RUN(test_commit_all);
 	RUN(test_rename_dir_commits_its_files_only);
+	RUN(test_walk_ahead);
 	RUN(test_fault_errnos);
 	RUN(test_random_faults);
 TH_MAIN_END
