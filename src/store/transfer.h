@@ -34,6 +34,13 @@ void membudget_destroy(struct membudget *b);
 /* Block until n bytes fit (or nothing is held), then take them. */
 void membudget_acquire(struct membudget *b, uint64_t n);
 void membudget_release(struct membudget *b, uint64_t n);
+/*
+ * membudget_acquire(b, n) and a buffer of n bytes, often one given back
+ * earlier (its contents are undefined). NULL if malloc fails (nothing taken).
+ */
+void *membudget_alloc(struct membudget *b, size_t n);
+/* Give back a buffer of n bytes from membudget_alloc (and its n bytes). NULL: no-op. */
+void membudget_free(struct membudget *b, void *p, size_t n);
 uint64_t membudget_used(struct membudget *b);
 /* The most ever held at once. */
 uint64_t membudget_peak(struct membudget *b);
