@@ -2000,6 +2000,35 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fuse_reply_create(req, &e, fi);
 }
 
+/*
+ * reader_reply_fn of op_read: the bytes go to the kernel straight from the
+ * read-ahead. A read across two parts (rare: reads come aligned) is joined
+ * first, so only fuse_reply_buf is needed.
+ */
+static void reply_read_iov(void *ctx, const struct iovec *iov, int n)
+{
+	size_t len = 0, at = 0;
+	char *joined;
+
+	if (n == 1) {
+		fuse_reply_buf(ctx, iov[0].iov_base, iov[0].iov_len);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	joined = malloc(len ? len : 1);
+	if (!joined) {
+		fuse_reply_err(ctx, ENOMEM);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		memcpy(joined + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	fuse_reply_buf(ctx, joined, len);
+	free(joined);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -2008,18 +2037,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	struct cm_err err;
 	struct fdata *data;
 	struct reader *reader;
-	char *buf = malloc(size ? size : 1);
+	char *buf = NULL;
 	ssize_t n;
 
 	(void)ino;
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	pthread_mutex_lock(&fs->lock);
 	data = in->data;
 	pthread_mutex_unlock(&fs->lock);
 	if (data) {
+		buf = malloc(size ? size : 1);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
 		n = fdata_read(data, (uint64_t)off, size, buf, &err);
 		if (n < 0) {
 			fuse_reply_err(req, (int)-n);
@@ -2037,7 +2067,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		pthread_mutex_lock(&fs->lock);
 		reader = h->reader;
 		pthread_mutex_unlock(&fs->lock);
-		n = reader_read(reader, (uint64_t)off, size, buf, &err);
+		n = reader_read_reply(reader, (uint64_t)off, size, reply_read_iov, req, &err);
 		if (n < 0 && err.status == CM_E_PRECONDITION && revalidate(fs, in, 1) == CM_OK) {
 			/* replaced elsewhere since the open: read the new version from here on */
 			struct reader *r;
@@ -2048,15 +2078,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 			h->reader = reader_create(fs->cfg.store, in->path, in->attr.size, in->etag, &fs->reader_opts);
 			r = h->reader;
 			pthread_mutex_unlock(&fs->lock);
-			n = reader_read(r, (uint64_t)off, size, buf, &err);
+			n = reader_read_reply(r, (uint64_t)off, size, reply_read_iov, req, &err);
 		}
 		if (n < 0) {
 			char line[512];
 			log_warn("read %s: %s", in->path, cm_err_format(&err, line, sizeof(line)));
 			reply_status(req, err.status != CM_OK ? err.status : CM_E_IO);
-			free(buf);
 			return;
 		}
+		return;         /* reader_read_reply replied */
 	}
 	fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);

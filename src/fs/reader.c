@@ -25,9 +25,16 @@
  *        -> READY (complete) | FAILED (a marker: memory given back).
  * A part holds p->len bytes of the budget exactly when p->data is not NULL.
  *
+ * Replies. reader_read_reply lends READY parts to its caller instead of
+ * copying them out (the FUSE reply is written straight from the part): the
+ * parts are pinned (pins > 0) for the call, and a pinned part that is dropped
+ * meanwhile is only unlinked (orphan) and freed when the last pin goes. When
+ * some byte is in no READY part (and none being fetched) it falls back to
+ * reader_read's path into a buffer of its own.
+ *
  * Budget. No thread serving reader_read ever waits for the budget. The WANT
  * parts are taken up by a chain of jobs on the work queue: one link at a time
- * per reader waits in membudget_acquire (without the lock) for the first WANT
+ * per reader waits in membudget_alloc (without the lock) for the first WANT
  * part; with the memory in hand it queues the next link if more parts are
  * wanted, then fetches its own part. A read that needs a part without memory
  * waits for it at most READER_WANT_WAIT_MS (the usual delay before a link
@@ -50,9 +57,10 @@
  * faults started) is never reported late.
  *
  * Lifetime. The owner and every job hold a reference (refs). reader_destroy
- * marks the reader dead, drops every part (a part a job is working on is
- * unlinked and marked orphan; that job frees it), waits until no part is
- * FETCHING (those jobs use the store), then drops its reference. A link still
+ * marks the reader dead, drops every part (a part a job is working on, or
+ * one lent to a reader_read_reply caller, is unlinked and marked orphan; its
+ * last user frees it), waits until no part is FETCHING (those jobs use the
+ * store) and none is lent, then drops its reference. A link still
  * waiting for budget touches only the reader and the budget when it wakes,
  * and the last reference frees the reader; the work queue (which runs or
  * finishes every job before it is destroyed) must go before the budget.
@@ -78,6 +86,7 @@
 #define READER_STREAM_IDLE_MS 1000      /* a stream not read for this long is forgotten */
 #define READER_RETRIES 3        /* retryable failures in a row without progress */
 #define READER_WANT_WAIT_MS 5   /* how long a read waits for a part to get its memory */
+#define READER_REPLY_IOV 8      /* parts one reader_read_reply may lend at once */
 
 /* macOS has no pthread_condattr_setclock */
 #ifdef __APPLE__
@@ -99,7 +108,8 @@ struct part {
 	char *data;                     /* NULL unless FETCHING or READY */
 	enum part_state state;
 	int busy;                       /* a job works on it (waiting for budget or fetching) */
-	int orphan;                     /* unlinked while busy: the job frees it */
+	int pins;                       /* READY and lent to reader_read_reply callers */
+	int orphan;                     /* unlinked while busy or pinned: the last user frees it */
 	struct part *next;
 };
 
@@ -129,6 +139,7 @@ struct reader {
 	uint64_t tick;                  /* protected by lock: reads so far */
 	int refs;                       /* protected by lock: owner + jobs */
 	int fetching;                   /* protected by lock: parts in FETCHING */
+	int lending;                    /* protected by lock: reader_read_reply calls holding pins */
 	int linking;                    /* protected by lock: a budget link is queued or running */
 	int dead;                       /* protected by lock: reader_destroy was called */
 	struct reader_stats stats;      /* protected by lock */
@@ -286,17 +297,14 @@ static enum cm_status fetch_range(struct reader *r, uint64_t off, size_t len, ch
 /* Free a part no longer linked, with its memory. Caller holds the lock. */
 static void part_free(struct reader *r, struct part *p)
 {
-	if (p->data) {
-		free(p->data);
-		membudget_release(r->budget, p->len);
-	}
+	membudget_free(r->budget, p->data, p->len);
 	free(p);
 }
 
-/* Drop a part just unlinked: free it, or leave it to the job working on it. */
+/* Drop a part just unlinked: free it, or leave it to the job or the reply using it. */
 static void part_drop(struct reader *r, struct part *p)
 {
-	if (p->busy)
+	if (p->busy || p->pins)
 		p->orphan = 1;
 	else
 		part_free(r, p);
@@ -331,9 +339,8 @@ static void fetch_part(struct reader *r, struct part *p)
 	} else {
 		log_warn("read %s: part at %llu failed: %s", r->key,
 			 (unsigned long long)(p->index * r->part_size), cm_status_str(st));
-		free(p->data);
+		membudget_free(r->budget, p->data, p->len);
 		p->data = NULL;
-		membudget_release(r->budget, p->len);
 		p->state = PART_FAILED;
 	}
 	r->fetching--;
@@ -350,6 +357,7 @@ static void link_run(void *arg)
 {
 	struct reader *r = arg;
 	struct part *p;
+	char *data;
 
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
@@ -358,17 +366,16 @@ static void link_run(void *arg)
 			break;
 		p->busy = 1;
 		pthread_mutex_unlock(&r->lock);
-		membudget_acquire(r->budget, p->len);
+		data = membudget_alloc(r->budget, p->len);
 		pthread_mutex_lock(&r->lock);
 		if (p->orphan) {
 			/* dropped (or the reader destroyed) while we waited */
-			membudget_release(r->budget, p->len);
+			membudget_free(r->budget, data, p->len);
 			free(p);
 			continue;
 		}
-		p->data = malloc(p->len);
+		p->data = data;
 		if (!p->data) {
-			membudget_release(r->budget, p->len);
 			log_warn("read %s: no memory for a read-ahead part", r->key);
 			p->state = PART_FAILED;
 			p->busy = 0;
@@ -554,27 +561,38 @@ static void unlink_part(struct reader *r, struct part *p)
 	*pp = p->next;
 }
 
-ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err)
+/* The length of a read of len bytes at off, clipped to the object (0 past its end). */
+static size_t clip_len(const struct reader *r, uint64_t off, size_t len)
 {
-	uint64_t end, pos;
-	struct stream *s;
-	struct timespec deadline;
-	int waiting = 0;        /* 1: deadline set; 2: it passed */
-	ssize_t ret;
-
-	cm_err_clear(err);
-	if (off >= r->size || len == 0)
+	if (off >= r->size)
 		return 0;
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
-	end = off + len;
-	pthread_mutex_lock(&r->lock);
-	s = stream_for_read(r, off, end);
+	return len;
+}
+
+/* Account a read of [off, end) to its stream and move the window. Lock held. */
+static void note_read(struct reader *r, uint64_t off, uint64_t end)
+{
+	struct stream *s = stream_for_read(r, off, end);
+
 	drop_unwanted(r);
 	schedule(r, s);
-	pos = off;
+}
+
+/*
+ * Copy [off, off + len) into buf, waiting for parts being fetched and fetching
+ * what no part holds. Called and returns with the lock held (dropped while a
+ * GET runs). Returns len, or -1 with err filled.
+ */
+static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err)
+{
+	uint64_t end = off + len, pos = off;
+	struct timespec deadline;
+	int waiting = 0;        /* 1: deadline set; 2: it passed */
+
 	while (pos < end) {
 		uint64_t index = part_index(r, pos), part_end = (index + 1) * r->part_size;
 		struct part *p = find_part(r, index);
@@ -626,15 +644,117 @@ ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struc
 		if (st != CM_OK) {
 			log_warn("read %s: %zu bytes at %llu failed: %s", r->key, len,
 				 (unsigned long long)off, cm_status_str(st));
-			ret = -1;
-			goto out_unlock;
+			return -1;
 		}
 		pos = run_end;
 	}
 	r->stats.bytes_served += len;
-	ret = (ssize_t)len;
-out_unlock:
+	return (ssize_t)len;
+}
+
+ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err)
+{
+	ssize_t ret;
+
+	cm_err_clear(err);
+	len = clip_len(r, off, len);
+	if (len == 0)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	note_read(r, off, off + len);
+	ret = copy_locked(r, off, len, buf, err);
 	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+/*
+ * Point iov at READY parts holding [off, end) and pin them. Returns the number
+ * of iovecs, 0 when some byte is in no READY part (*fetching: one is being
+ * fetched), or when more than max would be needed. Lock held.
+ */
+static int pin_ready(struct reader *r, uint64_t off, uint64_t end, struct iovec *iov,
+		     struct part **pinned, int max, int *fetching)
+{
+	uint64_t pos = off;
+	int n = 0;
+
+	*fetching = 0;
+	while (pos < end) {
+		uint64_t index = part_index(r, pos), start = index * r->part_size;
+		uint64_t stop = end < start + r->part_size ? end : start + r->part_size;
+		struct part *p = find_part(r, index);
+		if (!p || p->state != PART_READY || n == max) {
+			*fetching = p && p->state == PART_FETCHING && n < max;
+			return 0;
+		}
+		iov[n].iov_base = p->data + (pos - start);
+		iov[n].iov_len = (size_t)(stop - pos);
+		pinned[n++] = p;
+		pos = stop;
+	}
+	for (int i = 0; i < n; i++)
+		pinned[i]->pins++;
+	if (n)
+		r->lending++;
+	return n;
+}
+
+ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_reply_fn reply,
+			  void *ctx, struct cm_err *err)
+{
+	struct iovec iov[READER_REPLY_IOV];
+	struct part *pinned[READER_REPLY_IOV];
+	int n, fetching;
+	char *buf;
+	ssize_t ret;
+
+	cm_err_clear(err);
+	len = clip_len(r, off, len);
+	if (len == 0) {
+		iov[0].iov_base = NULL;
+		iov[0].iov_len = 0;
+		reply(ctx, iov, 1);
+		return 0;
+	}
+	pthread_mutex_lock(&r->lock);
+	note_read(r, off, off + len);
+	/* the usual case: the window has (or is about to have) every byte */
+	for (;;) {
+		n = pin_ready(r, off, off + len, iov, pinned, READER_REPLY_IOV, &fetching);
+		if (n || !fetching)
+			break;
+		pthread_cond_wait(&r->cond, &r->lock);
+	}
+	if (n) {
+		r->stats.bytes_served += len;
+		pthread_mutex_unlock(&r->lock);
+		reply(ctx, iov, n);
+		pthread_mutex_lock(&r->lock);
+		for (int i = 0; i < n; i++) {
+			struct part *p = pinned[i];
+			if (--p->pins == 0 && p->orphan && !p->busy)
+				part_free(r, p);
+		}
+		r->lending--;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+		return (ssize_t)len;
+	}
+	pthread_mutex_unlock(&r->lock);
+	buf = malloc(len);
+	if (!buf) {
+		cm_err_set(err, CM_E_NOMEM, "no memory for a read of %zu bytes", len);
+		return -1;
+	}
+	pthread_mutex_lock(&r->lock);
+	ret = copy_locked(r, off, len, buf, err);
+	pthread_mutex_unlock(&r->lock);
+	if (ret >= 0) {
+		iov[0].iov_base = buf;
+		iov[0].iov_len = (size_t)ret;
+		reply(ctx, iov, 1);
+	}
+	free(buf);
 	return ret;
 }
 
@@ -656,7 +776,7 @@ void reader_destroy(struct reader *r)
 		r->parts = p->next;
 		part_drop(r, p);
 	}
-	while (r->fetching)
+	while (r->fetching || r->lending)
 		pthread_cond_wait(&r->cond, &r->lock);
 	pthread_mutex_unlock(&r->lock);
 	reader_unref(r);

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "common/status.h"
 #include "common/workq.h"
@@ -60,6 +61,22 @@ struct reader *reader_create(struct store *s, const char *key, uint64_t size, co
  * only at end of object; 0 at or past it), or -1 with err filled.
  */
 ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err);
+
+/*
+ * Hands a read's bytes to its reader_read_reply caller: iov[0..n) in order,
+ * borrowed for the call only. Called without the reader's lock.
+ */
+typedef void (*reader_reply_fn)(void *ctx, const struct iovec *iov, int n);
+
+/*
+ * Like reader_read, but gives the bytes to reply(ctx, ...) instead of copying
+ * them into a caller's buffer: when read-ahead parts hold them all, iov points
+ * into those parts (no copy); otherwise into a buffer of this call. reply is
+ * called exactly once when the result is >= 0 (with one empty iovec at or past
+ * the end), never on failure. Returns the number of bytes, or -1 with err filled.
+ */
+ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_reply_fn reply,
+			  void *ctx, struct cm_err *err);
 
 void reader_stats(struct reader *r, struct reader_stats *out);
 

@@ -612,6 +612,154 @@ TEST(destroy_with_fetches_in_flight)
 	env_release(&e);
 }
 
+/* ---- reader_read_reply: the bytes lent straight from read-ahead parts ---- */
+
+struct reply_sink {
+	struct env *e;
+	uint64_t off;           /* where the read started */
+	int calls;              /* reply calls for the current read */
+	size_t got;
+	int bad;
+	int delay_ms;           /* hold the lent parts this long */
+};
+
+static void reply_check(void *ctx, const struct iovec *iov, int n)
+{
+	struct reply_sink *k = ctx;
+	uint64_t pos = k->off;
+
+	k->calls++;
+	for (int i = 0; i < n; i++) {
+		if (iov[i].iov_len && memcmp(iov[i].iov_base, k->e->data + pos, iov[i].iov_len) != 0)
+			k->bad = 1;
+		pos += iov[i].iov_len;
+	}
+	k->got = (size_t)(pos - k->off);
+	if (k->delay_ms)
+		sleep_ms(k->delay_ms);
+}
+
+/* One reader_read_reply; checks it replied once with the right bytes. Returns its result. */
+static ssize_t reply_read(struct env *e, struct reader *r, uint64_t off, size_t len, int delay_ms)
+{
+	struct reply_sink k = { .e = e, .off = off, .delay_ms = delay_ms };
+	struct cm_err err;
+	ssize_t n = reader_read_reply(r, off, len, reply_check, &k, &err);
+
+	if (n >= 0) {
+		if (k.calls != 1 || k.bad || k.got != (size_t)n)
+			TH_FAIL_("read at %llu: %d replies, %zu bytes of %zd, %s", (unsigned long long)off,
+				 k.calls, k.got, n, k.bad ? "bytes differ" : "bytes right");
+	} else if (k.calls) {
+		TH_FAIL_("a failed read at %llu replied", (unsigned long long)off);
+	}
+	return n;
+}
+
+TEST(reply_reads_lend_parts)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	uint64_t pos = 0, seed = 7;
+
+	env_init(&e, 9 * MIB + 123, 4, 16 * MIB, 0);
+	o = opts_of(&e, 1 * MIB, 1 * MIB, 4 * MIB);
+	r = open_reader(&e, &o);
+	/* sequential, in reads that straddle part boundaries */
+	while (pos < e.size) {
+		ssize_t n = reply_read(&e, r, pos, 300 * KIB, 0);
+		REQUIRE(n > 0);
+		pos += (uint64_t)n;
+	}
+	CHECK_INT(pos, e.size);
+	CHECK_INT(reply_read(&e, r, e.size, 4096, 0), 0);       /* at the end: one empty reply */
+	CHECK_INT(reply_read(&e, r, e.size + 10, 4096, 0), 0);
+	CHECK_INT(reply_read(&e, r, e.size - 100, 4096, 0), 100);
+	/* random reads: the fallback path when no part holds them */
+	for (int i = 0; i < 200; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		uint64_t off = (seed >> 11) % e.size;
+		size_t len = 1 + (size_t)((seed >> 40) % (200 * KIB));
+		ssize_t want = (ssize_t)(len < e.size - off ? len : e.size - off);
+		CHECK_INT(reply_read(&e, r, off, len, 0), want);
+	}
+	reader_destroy(r);
+	env_release(&e);
+}
+
+struct lender {
+	struct env *e;
+	struct reader *r;
+	uint64_t start;
+};
+
+static void *lender_thread(void *arg)
+{
+	struct lender *l = arg;
+
+	for (uint64_t pos = l->start; pos < l->e->size;) {
+		ssize_t n = reply_read(l->e, l->r, pos, 256 * KIB, 1);
+		if (n <= 0)
+			break;
+		pos += (uint64_t)n;
+	}
+	return NULL;
+}
+
+/* Parts dropped while lent (a small budget moves the windows on) are freed by their last user. */
+TEST(reply_parts_dropped_while_lent)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	struct lender l[3];
+	pthread_t t[3];
+
+	env_init(&e, 6 * MIB, 4, 2 * MIB, 0);
+	store_fault_set_delay(e.fault, 1);
+	o = opts_of(&e, 256 * KIB, 256 * KIB, 1 * MIB);
+	r = open_reader(&e, &o);
+	for (int i = 0; i < 3; i++) {
+		l[i] = (struct lender){ .e = &e, .r = r, .start = (uint64_t)i * 2 * MIB };
+		pthread_create(&t[i], NULL, lender_thread, &l[i]);
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	reader_destroy(r);
+	env_release(&e);        /* checks every byte of budget came back */
+}
+
+/* membudget_alloc/free: freed buffers are reused, count against the limit, and go when idle. */
+TEST(budget_buffer_cache)
+{
+	struct membudget *b = membudget_create(8 * MIB);
+	char *a, *c, *d;
+
+	a = membudget_alloc(b, 4 * MIB);
+	c = membudget_alloc(b, 2 * MIB);
+	REQUIRE(a && c);
+	memset(a, 1, 4 * MIB);
+	memset(c, 2, 2 * MIB);
+	CHECK_INT(membudget_used(b), 6 * MIB);
+	membudget_free(b, c, 2 * MIB);          /* kept: a is still in use */
+	CHECK_INT(membudget_used(b), 4 * MIB);
+	d = membudget_alloc(b, 2 * MIB);        /* the same buffer comes back */
+	CHECK(d == c);
+	membudget_free(b, d, 2 * MIB);
+	/* 4 in use + 2 cached + 4 wanted > 8: the cache gives way, nothing blocks */
+	d = membudget_alloc(b, 4 * MIB);
+	REQUIRE(d != NULL);
+	memset(d, 3, 4 * MIB);
+	CHECK_INT(membudget_used(b), 8 * MIB);
+	membudget_free(b, d, 4 * MIB);
+	membudget_free(b, a, 4 * MIB);          /* idle: nothing kept */
+	CHECK_INT(membudget_used(b), 0);
+	membudget_free(b, NULL, 4 * MIB);
+	CHECK_INT(membudget_peak(b), 8 * MIB);
+	membudget_destroy(b);
+}
+
 TH_MAIN_BEGIN("test_reader")
 	log_set_level(LOG_LVL_ERROR);
 	alarm(60);
@@ -629,4 +777,7 @@ TH_MAIN_BEGIN("test_reader")
 	RUN(fault_truncated_gets);
 	RUN(etag_pins_the_version);
 	RUN(destroy_with_fetches_in_flight);
+	RUN(reply_reads_lend_parts);
+	RUN(reply_parts_dropped_while_lent);
+	RUN(budget_buffer_cache);
 TH_MAIN_END
