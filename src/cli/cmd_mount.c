@@ -451,6 +451,67 @@ static void *stats_main(void *arg)
 
 /* ---- mount ---- */
 
+/*
+ * Let the kernel read ahead FUSE_READ_AHEAD_KB on this mount. Its FUSE READ
+ * requests are as large as its read-ahead, which the kernel caps at the
+ * backing device's read_ahead_kb (128 KiB by default), not at the
+ * max_readahead the filesystem asked for: 1 MiB requests take an eighth of
+ * the round trips of 128 KiB ones. Only root may write the setting; for
+ * anyone else this does nothing (the mount works the same, a little slower).
+ */
+#define FUSE_READ_AHEAD_KB 1024
+
+static void raise_read_ahead(const char *dir)
+{
+#ifdef __linux__
+	char *real = realpath(dir, NULL), *line = NULL, dev[64] = "";
+	size_t cap = 0;
+	FILE *f;
+
+	if (!real)
+		return;
+	f = fopen("/proc/self/mountinfo", "r");
+	while (f && getline(&line, &cap, f) > 0) {
+		/* id parent major:minor root mount-point ...; the last match is the top mount */
+		char devfield[64], point[4096], unescaped[4096];
+		size_t j = 0;
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", devfield, point) != 2)
+			continue;
+		for (size_t i = 0; point[i] && j + 1 < sizeof(unescaped); i++) {
+			if (point[i] == '\\' && point[i + 1] >= '0' && point[i + 1] <= '3' && point[i + 2] &&
+			    point[i + 3]) {
+				unescaped[j++] = (char)((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
+							(point[i + 3] - '0'));
+				i += 3;
+			} else {
+				unescaped[j++] = point[i];
+			}
+		}
+		unescaped[j] = '\0';
+		if (strcmp(unescaped, real) == 0)
+			snprintf(dev, sizeof(dev), "%s", devfield);
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	free(real);
+	if (*dev) {
+		char *path = xasprintf("/sys/class/bdi/%s/read_ahead_kb", dev);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		char val[32];
+		int n = snprintf(val, sizeof(val), "%d\n", FUSE_READ_AHEAD_KB);
+		if (fd < 0 || write(fd, val, (size_t)n) != n)
+			log_debug("read-ahead of %s stays at the kernel's default (%s: %s)", dir, path,
+				  strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(path);
+	}
+#else
+	(void)dir;
+#endif
+}
+
 static void report_to_parent(int fd, int code)
 {
 	unsigned char c = (unsigned char)code;
@@ -552,6 +613,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 		rc = CLI_FAIL;
 		goto out_signals;
 	}
+	raise_read_ahead(m->dir);
 	log_info("mounted s3://%s%s%s on %s", url->bucket, *url->key ? "/" : "", url->key, m->dir);
 	if (m->stats_file) {
 		stats.path = m->stats_file;
