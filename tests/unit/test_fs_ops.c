@@ -548,8 +548,12 @@ static ssize_t do_write(struct env *e, fuse_ino_t ino, uint64_t fh, const void *
 	return rc ? -rc : (ssize_t)r.len;
 }
 
-static int do_flush(struct env *e, fuse_ino_t ino, uint64_t fh)
+enum handle_op { OP_FLUSH, OP_FSYNC, OP_RELEASE };
+
+/* flush, fsync or release of an open file handle; returns the reply's errno. */
+static int handle_op(struct env *e, fuse_ino_t ino, uint64_t fh, enum handle_op op)
 {
+	static const char *const names[] = { "flush", "fsync", "release" };
 	struct fuse_req r;
 	struct fuse_file_info fi;
 
@@ -557,46 +561,31 @@ static int do_flush(struct env *e, fuse_ino_t ino, uint64_t fh)
 		TH_FAIL_("no file handle");
 		return EBADF;
 	}
-
 	memset(&fi, 0, sizeof(fi));
 	fi.fh = fh;
 	req_begin(e, &r);
-	e->ops->flush(&r, ino, &fi);
-	return req_end(&r, "flush");
+	if (op == OP_FLUSH)
+		e->ops->flush(&r, ino, &fi);
+	else if (op == OP_FSYNC)
+		e->ops->fsync(&r, ino, 0, &fi);
+	else
+		e->ops->release(&r, ino, &fi);
+	return req_end(&r, names[op]);
+}
+
+static int do_flush(struct env *e, fuse_ino_t ino, uint64_t fh)
+{
+	return handle_op(e, ino, fh, OP_FLUSH);
 }
 
 static int do_fsync(struct env *e, fuse_ino_t ino, uint64_t fh)
 {
-	struct fuse_req r;
-	struct fuse_file_info fi;
-
-	if (!fh) {
-		TH_FAIL_("no file handle");
-		return EBADF;
-	}
-
-	memset(&fi, 0, sizeof(fi));
-	fi.fh = fh;
-	req_begin(e, &r);
-	e->ops->fsync(&r, ino, 0, &fi);
-	return req_end(&r, "fsync");
+	return handle_op(e, ino, fh, OP_FSYNC);
 }
 
 static int do_release(struct env *e, fuse_ino_t ino, uint64_t fh)
 {
-	struct fuse_req r;
-	struct fuse_file_info fi;
-
-	if (!fh) {
-		TH_FAIL_("no file handle");
-		return EBADF;
-	}
-
-	memset(&fi, 0, sizeof(fi));
-	fi.fh = fh;
-	req_begin(e, &r);
-	e->ops->release(&r, ino, &fi);
-	return req_end(&r, "release");
+	return handle_op(e, ino, fh, OP_RELEASE);
 }
 
 /* flush then release, as close() does; returns flush's errno. */
