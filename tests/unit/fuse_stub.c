@@ -150,13 +150,6 @@ int fuse_reply_statfs(fuse_req_t req, const struct statvfs *stbuf)
 	return 0;
 }
 
-int fuse_reply_xattr(fuse_req_t req, size_t count)
-{
-	if (first_reply(req, STUB_XATTR))
-		req->len = count;
-	return 0;
-}
-
 /* Write one record if it fits; return the size it needs either way. */
 static size_t add_entry(char *buf, size_t bufsize, const char *name, const struct fuse_entry_param *e,
 			off_t off, int plus)

@@ -41,7 +41,6 @@ enum stub_reply {
 	STUB_WRITE,
 	STUB_BUF,
 	STUB_STATFS,
-	STUB_XATTR,
 };
 
 struct fuse_req {
@@ -55,7 +54,7 @@ struct fuse_req {
 	struct stat attr;               /* STUB_ATTR */
 	double attr_timeout;
 	char *data;                     /* STUB_BUF, STUB_READLINK (NUL-terminated copy); malloc'd */
-	size_t len;                     /* STUB_BUF bytes, STUB_WRITE and STUB_XATTR counts */
+	size_t len;                     /* STUB_BUF bytes, STUB_WRITE counts */
 	struct statvfs statfs;          /* STUB_STATFS */
 };
 
