@@ -693,15 +693,33 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
  * the same, or a lookup served from it would bring back the old size and
  * ETag. Caller holds the lock.
  */
-static void note_in_parent(struct fs *fs, struct fs_inode *in)
+/*
+ * The inode of the directory holding in, and in's name there (*name points
+ * into in->path); NULL for the root, or when the parent has no inode. Caller
+ * holds the lock.
+ */
+static struct fs_inode *parent_of(struct fs *fs, const struct fs_inode *in, const char **name)
 {
 	const char *slash = strrchr(in->path, '/');
-	char *parent = slash ? xstrndup(in->path, (size_t)(slash - in->path)) : xstrdup("");
-	struct fs_inode *dir = in->unlinked ? NULL : find_path(fs, parent);
+	struct fs_inode *dir;
+	char *parent;
+
+	*name = slash ? slash + 1 : in->path;
+	if (!*in->path)
+		return NULL;
+	parent = slash ? xstrndup(in->path, (size_t)(slash - in->path)) : xstrdup("");
+	dir = find_path(fs, parent);
+	free(parent);
+	return dir;
+}
+
+static void note_in_parent(struct fs *fs, struct fs_inode *in)
+{
+	const char *name;
+	struct fs_inode *dir = in->unlinked ? NULL : parent_of(fs, in, &name);
 
 	if (dir)
-		listing_note(fs, dir, slash ? slash + 1 : in->path, in);
-	free(parent);
+		listing_note(fs, dir, name, in);
 }
 
 /* ---- lookup ---- */
@@ -2128,9 +2146,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
  */
 static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in)
 {
-	const char *slash = strrchr(in->path, '/');
-	char *parent = slash ? xstrndup(in->path, (size_t)(slash - in->path)) : xstrdup("");
-	struct fs_inode *dir = find_path(fs, parent);
+	const char *name;
+	struct fs_inode *dir = parent_of(fs, in, &name);
 
 	log_error("%s: closed with data the store never acknowledged; it is lost", in->path);
 	in->attr_expiry = 0;
@@ -2141,7 +2158,6 @@ static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in)
 		listing_put(dir->listing);
 		dir->listing = NULL;
 	}
-	free(parent);
 	return in->ino;
 }
 
@@ -2269,17 +2285,15 @@ static void walk_job_run(void *arg)
 /* child was just opened as a directory. Caller holds the lock. */
 static void walk_ahead(struct fs *fs, struct fs_inode *child)
 {
-	const char *slash = strrchr(child->path, '/');
-	char *ppath = slash ? xstrndup(child->path, (size_t)(slash - child->path)) : xstrdup("");
-	struct fs_inode *parent = *child->path ? find_path(fs, ppath) : NULL;
+	const char *name;
+	struct fs_inode *parent = parent_of(fs, child, &name);
 	const struct listing_entry *le;
 	size_t idx, seen = 0;
 	int walking;
 
-	free(ppath);
 	if (!parent || !parent->listing || fs->cfg.posix_metadata || fs->ttl_ms <= 0)
 		return;
-	le = listing_find(parent->listing, slash ? slash + 1 : child->path);
+	le = listing_find(parent->listing, name);
 	if (!le)
 		return;
 	idx = (size_t)(le - parent->listing->e);
