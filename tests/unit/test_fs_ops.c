@@ -498,6 +498,19 @@ static int do_create(struct env *e, fuse_ino_t parent, const char *name, mode_t 
 	return rc;
 }
 
+/* Start a request on open handle fh (fi set up); 0, or EBADF (a test failure) without one. */
+static int handle_begin(struct env *e, uint64_t fh, struct fuse_req *r, struct fuse_file_info *fi)
+{
+	if (!fh) {
+		TH_FAIL_("no file handle");
+		return EBADF;
+	}
+	memset(fi, 0, sizeof(*fi));
+	fi->fh = fh;
+	req_begin(e, r);
+	return 0;
+}
+
 /* Bytes read into buf, or -errno. */
 static ssize_t do_read(struct env *e, fuse_ino_t ino, uint64_t fh, size_t size, off_t off, char *buf)
 {
@@ -506,14 +519,8 @@ static ssize_t do_read(struct env *e, fuse_ino_t ino, uint64_t fh, size_t size, 
 	int rc;
 	ssize_t n;
 
-	if (!fh) {
-		TH_FAIL_("no file handle");
+	if (handle_begin(e, fh, &r, &fi))
 		return -EBADF;
-	}
-
-	memset(&fi, 0, sizeof(fi));
-	fi.fh = fh;
-	req_begin(e, &r);
 	e->ops->read(&r, ino, size, off, &fi);
 	rc = req_end(&r, "read");
 	if (rc) {
@@ -535,14 +542,8 @@ static ssize_t do_write(struct env *e, fuse_ino_t ino, uint64_t fh, const void *
 	struct fuse_file_info fi;
 	int rc;
 
-	if (!fh) {
-		TH_FAIL_("no file handle");
+	if (handle_begin(e, fh, &r, &fi))
 		return -EBADF;
-	}
-
-	memset(&fi, 0, sizeof(fi));
-	fi.fh = fh;
-	req_begin(e, &r);
 	e->ops->write(&r, ino, buf, size, off, &fi);
 	rc = req_end(&r, "write");
 	return rc ? -rc : (ssize_t)r.len;
@@ -557,13 +558,8 @@ static int handle_op(struct env *e, fuse_ino_t ino, uint64_t fh, enum handle_op 
 	struct fuse_req r;
 	struct fuse_file_info fi;
 
-	if (!fh) {
-		TH_FAIL_("no file handle");
+	if (handle_begin(e, fh, &r, &fi))
 		return EBADF;
-	}
-	memset(&fi, 0, sizeof(fi));
-	fi.fh = fh;
-	req_begin(e, &r);
 	if (op == OP_FLUSH)
 		e->ops->flush(&r, ino, &fi);
 	else if (op == OP_FSYNC)
