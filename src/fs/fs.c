@@ -2139,8 +2139,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 /*
  * The last close of a file failed to store its data: it is lost. From now on
  * the mount must show what the store has: the inode's attributes are stale,
- * and so is the parent's listing, which create and earlier commits patched
- * with this file (a file never stored would otherwise stay listed). Returns
+ * and a file never stored leaves the parent's listing, which create patched
+ * with it. The listing is patched, not dropped: a fresh fetch would lose the
+ * siblings still being written, which only the patched listing shows. Returns
  * the inode number whose kernel caches must be invalidated. Caller holds the
  * lock.
  */
@@ -2154,10 +2155,8 @@ static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in)
 	in->meta_known = 0;
 	free(in->open_etag);
 	in->open_etag = NULL;
-	if (dir) {
-		listing_put(dir->listing);
-		dir->listing = NULL;
-	}
+	if (dir && in->local)
+		listing_note(fs, dir, name, NULL); /* never stored: no longer listed */
 	return in->ino;
 }
 
