@@ -21,6 +21,7 @@ AWS=/usr/bin/aws
 PY=/usr/bin/python3
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cm-${TEST_NAME}.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+: >"$WORK/.started"
 
 : "${S3_ENDPOINT:?run under tests/integration/run.sh (no server environment)}"
 export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
@@ -153,7 +154,24 @@ mount_log_clean() {
 	fi
 }
 
+# dump_logs: after a failure, the end of every mount/daemon log the test
+# left (its own $WORK and the cache directory): the cause of a failure seen
+# through the mount (a crash, a sanitizer report, an aborted connection) is
+# there, and $WORK is gone once the script exits.
+dump_logs() {
+	local f
+	find "$WORK" "${XDG_CACHE_HOME:-$HOME/.cache}/cloudmount" -maxdepth 2 -name '*.log' -newer "$WORK/.started" \
+		-size +0 2>/dev/null | sort | while read -r f; do
+		echo "# --- last lines of $f"
+		if grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|SUMMARY:' "$f"; then
+			grep -E -B2 -A25 'runtime error|AddressSanitizer|LeakSanitizer' "$f" | head -n 60
+		fi
+		tail -n 25 "$f"
+	done 2>/dev/null | scrub | sed -e 's/^\([^#]\)/#   \1/'
+}
+
 finish() {
+	[ "$FAILED" = 0 ] || dump_logs
 	echo "$TEST_NAME[$S3_SERVER]: $PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]
 }
