@@ -86,6 +86,9 @@ struct fs_inode {
 	int listing_pending;            /* directories: a walk-ahead fetch is on its way */
 	size_t walk_next;               /* directories: 1 + the listing index of the child
 					   opened last (0: none), to see a recursive walk */
+	int64_t changed_ms;             /* directories: monotonic ms of our last change of an
+					   entry (create, commit, unlink, rename, mkdir...) */
+	int64_t committed_ms;           /* files: monotonic ms of the last commit */
 	struct fs_inode *next_ino;      /* hash chains */
 	struct fs_inode *next_path;
 };
@@ -110,6 +113,7 @@ struct fs {
 	struct fs_inode **by_path;      /* protected by lock */
 	size_t n_buckets;               /* protected by lock */
 	size_t n_inodes;                /* protected by lock */
+	size_t n_local;                 /* inodes with local set; protected by lock */
 	uint64_t next_ino;              /* protected by lock */
 	struct fs_stats stats;          /* protected by lock */
 	int64_t ttl_ms, neg_ttl_ms;
@@ -247,6 +251,18 @@ static void listing_put(struct listing *l)
 	}
 	free(l->e);
 	free(l);
+}
+
+/* in->local changes only here, so that fs->n_local counts them. Caller holds the lock. */
+static void set_local(struct fs *fs, struct fs_inode *in, int local)
+{
+	if (!in->local == !local)
+		return;
+	in->local = local;
+	if (local)
+		fs->n_local++;
+	else
+		fs->n_local--;
 }
 
 /* Free an inode nobody references any more. */
@@ -666,7 +682,10 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 	struct listing *n;
 	struct listing_entry le;
 
-	if (!dir || !dir->listing)
+	if (!dir)
+		return;
+	dir->changed_ms = util_now_ms();
+	if (!dir->listing)
 		return;
 	if (in) {
 		memset(&le, 0, sizeof(le));
@@ -689,10 +708,47 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 }
 
 /*
- * After a commit or a metadata change of in: the parent's listing must say
- * the same, or a lookup served from it would bring back the old size and
- * ETag. Caller holds the lock.
+ * A listing fetched from the store, whose fetch began at started (monotonic
+ * ms), becomes dir's listing. The store cannot know what exists only here:
+ * files created and not yet uploaded are added to it. If we changed the
+ * directory while the fetch ran (a create, commit, unlink or rename noted in
+ * it), the listing may predate that change (a deleted file still in it, a
+ * committed one missing): unless force, it is left to the caller (returns
+ * 0), who fetches again. Takes the caller's reference to l when it returns 1.
+ * Caller holds the lock.
  */
+static int listing_install(struct fs *fs, struct fs_inode *dir, struct listing *l, int64_t started, int force)
+{
+	size_t dlen = strlen(dir->path);
+
+	if (!force && dir->changed_ms >= started)
+		return 0;
+	for (size_t b = 0; fs->n_local && b < fs->n_buckets; b++) {
+		for (struct fs_inode *in = fs->by_ino[b]; in; in = in->next_ino) {
+			const char *name = in->path + dlen + (dlen ? 1 : 0);
+			struct listing_entry le;
+			struct listing *n;
+
+			if (!in->local || in->unlinked || strncmp(in->path, dir->path, dlen) ||
+			    (dlen && in->path[dlen] != '/') || !*name || strchr(name, '/') ||
+			    listing_find(l, name))
+				continue;
+			memset(&le, 0, sizeof(le));
+			le.type = S_IFREG;
+			le.size = in->attr.size;
+			le.mtime = in->attr.mtime;
+			le.etag = in->etag;
+			n = listing_patched(l, name, &le);
+			listing_put(l);
+			l = n;
+		}
+	}
+	listing_put(dir->listing);
+	dir->listing = l;
+	dir->listing_expiry = util_now_ms() + fs->ttl_ms;
+	return 1;
+}
+
 /*
  * The inode of the directory holding in, and in's name there (*name points
  * into in->path); NULL for the root, or when the parent has no inode. Caller
@@ -713,6 +769,11 @@ static struct fs_inode *parent_of(struct fs *fs, const struct fs_inode *in, cons
 	return dir;
 }
 
+/*
+ * After a commit or a metadata change of in: the parent's listing must say
+ * the same, or a lookup served from it would bring back the old size and
+ * ETag. Caller holds the lock.
+ */
 static void note_in_parent(struct fs *fs, struct fs_inode *in)
 {
 	const char *name;
@@ -1098,8 +1159,9 @@ static int commit_inode(struct fs *fs, struct fs_inode *in)
 			etag = NULL;
 		}
 		in->attr.size = size;
-		in->local = 0;
+		set_local(fs, in, 0);
 		in->meta_known = 1;
+		in->committed_ms = util_now_ms();
 		metacache_put(fs->cfg.metacache, in->path, in->etag, 0, &in->attr);
 		note_in_parent(fs, in);
 		in->attr_expiry = util_now_ms() + fs->ttl_ms;
@@ -2001,7 +2063,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		in->attr.size = 0;
 		clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
 		in->meta_known = 1;
-		in->local = 1;
+		set_local(fs, in, 1);
 		in->data = fdata_create(&fs->fdata_opts, path, 0, 0, NULL, 1);
 	}
 	in->open_count++;
@@ -2178,7 +2240,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			invalidate = forget_lost_data(fs, in);
 			drop = in->data;
 			in->data = NULL;
-			in->local = 0;
+			set_local(fs, in, 0);
 		}
 		pthread_mutex_unlock(&fs->lock);
 		fdata_destroy(drop);
@@ -2218,7 +2280,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			invalidate = forget_lost_data(fs, in);
 		drop = in->data;
 		in->data = NULL;
-		in->local = 0;
+		set_local(fs, in, 0);
 	}
 	inode_maybe_free(fs, in);
 	pthread_mutex_unlock(&fs->lock);
@@ -2259,6 +2321,7 @@ static void walk_job_run(void *arg)
 	struct listing *l = NULL;
 	struct fs_inode *in;
 	struct cm_err err;
+	int64_t started = util_now_ms();
 
 	if (listing_fetch(fs, j->path, &l, &err) != CM_OK)
 		l = NULL;
@@ -2266,12 +2329,10 @@ static void walk_job_run(void *arg)
 	in = find_ino(fs, j->ino);
 	if (in) {
 		in->listing_pending = 0;
-		if (l && !strcmp(in->path, j->path) && !(in->listing && util_now_ms() < in->listing_expiry)) {
-			listing_put(in->listing);
-			in->listing = l;
-			in->listing_expiry = util_now_ms() + fs->ttl_ms;
+		/* changed meanwhile (listing_install says no): opendir fetches it again */
+		if (l && !strcmp(in->path, j->path) && !(in->listing && util_now_ms() < in->listing_expiry) &&
+		    listing_install(fs, in, l, started, 0))
 			l = NULL;
-		}
 	}
 	listing_put(l);
 	fs->walk_fetches--;
@@ -2346,7 +2407,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	path = xstrdup(in->path);
 	pthread_mutex_unlock(&fs->lock);
-	if (!l) {
+	/* a directory we change while it is listed is listed again, at most twice */
+	for (int tries = 0; !l; tries++) {
+		int64_t started = util_now_ms();
 		st = listing_fetch(fs, path, &l, &err);
 		if (st != CM_OK) {
 			char line[512];
@@ -2356,10 +2419,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			return;
 		}
 		pthread_mutex_lock(&fs->lock);
-		listing_put(in->listing);
-		in->listing = l;
-		l->refs++;
-		in->listing_expiry = util_now_ms() + fs->ttl_ms;
+		if (listing_install(fs, in, l, started, tries >= 2)) {
+			l = in->listing; /* with our own files added */
+			l->refs++;
+		} else {
+			listing_put(l);
+			l = NULL;
+		}
 		pthread_mutex_unlock(&fs->lock);
 	}
 	free(path);

@@ -1275,6 +1275,63 @@ TEST(test_ttl_zero)
 /* ---- files ---- */
 
 /* create, write, flush, release: the object with its content and s3fs metadata. */
+/*
+ * A file created and still being written is not in the store yet: a listing
+ * fetched again after the TTL must still show it (merged from our inodes),
+ * in readdir and readdirplus, with its local size; once written it is listed
+ * from the store.
+ */
+TEST(test_listing_keeps_unwritten_files)
+{
+	struct env e;
+	struct fuse_entry_param ent;
+	struct dlist l;
+	const struct stub_dirent *de;
+	uint64_t fh;
+	fuse_ino_t d, ino;
+
+	env_init(&e, 0.2);
+	put(&e, "d/old", "x");
+	d = lookup_ino(&e, ROOT, "d");
+	CHECK_INT(list_dir(&e, d, 1, 4096, &l), 0);
+	forget_listed(&e, &l);
+	dlist_release(&l);
+	CHECK_INT(do_create(&e, d, "new", 0644, O_WRONLY, &ent, &fh), 0);
+	ino = ent.ino;
+	CHECK_INT(do_write(&e, ino, fh, "12345", 5, 0), 5);
+	sleep_ms(250);
+	reset_calls(&e);
+	for (int plus = 0; plus < 2; plus++) {
+		CHECK_INT(list_dir(&e, d, plus, 4096, &l), 0);
+		{
+			static const char *const names[] = { "new", "old" };
+			check_names(&l, names, 2);
+		}
+		de = dlist_find(&l, "new");
+		CHECK(de != NULL);
+		if (de && plus) {
+			CHECK_INT(de->entry.ino, ino);
+			CHECK_INT(de->entry.attr.st_size, 5);
+		}
+		if (plus)
+			forget_listed(&e, &l);
+		dlist_release(&l);
+		sleep_ms(250); /* the second pass lists again, too */
+	}
+	CHECK_INT(calls(&e, STORE_OP_LIST), 2);
+	CHECK(!exists(&e, "d/new"));
+	CHECK_INT(do_close(&e, ino, fh), 0);
+	CHECK(holds(&e, "d/new", "12345"));
+	sleep_ms(250);
+	CHECK_INT(list_dir(&e, d, 0, 4096, &l), 0);
+	{
+		static const char *const names[] = { "new", "old" };
+		check_names(&l, names, 2);
+	}
+	dlist_release(&l);
+	env_release(&e);
+}
+
 TEST(test_create_write_release)
 {
 	struct env e;
@@ -2348,6 +2405,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_ttl_expiry);
 	RUN(test_ttl_zero);
 	RUN(test_create_write_release);
+	RUN(test_listing_keeps_unwritten_files);
 	RUN(test_write_multipart_and_random);
 	RUN(test_open_keep_cache);
 	RUN(test_flush_failure);
