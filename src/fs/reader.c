@@ -11,7 +11,8 @@
  * read is a jump: it starts a new stream (a free slot, else the least recently
  * used one) at min_window with no streak. A stream with no streak prefetches
  * nothing: its reads are random and go straight to the store for exactly the
- * bytes asked. The second read in a row starts prefetching; from then on the
+ * bytes asked. The second read in a row starts prefetching (the first already
+ * does when it starts at offset 0 of an object that fits in one part); from then on the
  * window doubles each time the stream's reads move into a new part, up to
  * max_window. A stream not read for READER_STREAM_IDLE_MS is forgotten (and
  * its parts dropped) at the next read of another.
@@ -477,6 +478,15 @@ static struct stream *stream_for_read(struct reader *r, uint64_t off, uint64_t e
 		s->pos = off;
 		s->next_off = end;
 		s->window = r->min_window;
+		/*
+		 * A file read from its start is nearly always read on (cp, cat,
+		 * a checksum, an editor): one that fits in a part is fetched
+		 * whole by this first read, rather than the bytes asked now and
+		 * the rest one round trip later. At most a part is wasted on a
+		 * program that only wanted its first bytes.
+		 */
+		if (off == 0 && end < r->size && r->size <= r->part_size)
+			s->streak = 1;
 	}
 	s->last_use = r->tick;
 	s->last_ms = now;

@@ -281,6 +281,52 @@ TEST(adjacent_reads_start_prefetch)
 	env_release(&e);
 }
 
+/*
+ * A first read at offset 0 of an object that fits in one part fetches it
+ * whole, so reading it on costs no second round trip; the same read at
+ * another offset, or of a bigger object, fetches only the bytes asked.
+ */
+TEST(small_object_fetched_whole_from_start)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	struct reader_stats st;
+	struct cm_err err;
+	char buf[64 * 1024];
+
+	env_init(&e, 700 * KIB, 2, 16 * MIB, 0);
+	o = opts_of(&e, 1 * MIB, 0, 4 * MIB);
+	r = open_reader(&e, &o);
+	CHECK_INT(reader_read(r, 0, sizeof(buf), buf, &err), sizeof(buf));
+	CHECK_MEM(buf, e.data, sizeof(buf));
+	CHECK_INT(read_span(&e, r, sizeof(buf), e.size, sizeof(buf), &err), e.size - sizeof(buf));
+	reader_stats(r, &st);
+	CHECK_INT(st.gets, 1);
+	CHECK_INT(st.bytes_fetched, e.size);
+	reader_destroy(r);
+
+	/* a first read elsewhere: just its bytes */
+	r = open_reader(&e, &o);
+	CHECK_INT(reader_read(r, 100 * KIB, sizeof(buf), buf, &err), sizeof(buf));
+	CHECK_MEM(buf, e.data + 100 * KIB, sizeof(buf));
+	sleep_ms(20);
+	reader_stats(r, &st);
+	CHECK_INT(st.bytes_fetched, sizeof(buf));
+	reader_destroy(r);
+	env_release(&e);
+
+	/* bigger than a part: the first read at 0 fetches its bytes only */
+	env_init(&e, 3 * MIB, 2, 16 * MIB, 0);
+	r = open_reader(&e, &o);
+	CHECK_INT(reader_read(r, 0, sizeof(buf), buf, &err), sizeof(buf));
+	sleep_ms(20);
+	reader_stats(r, &st);
+	CHECK_INT(st.bytes_fetched, sizeof(buf));
+	reader_destroy(r);
+	env_release(&e);
+}
+
 TEST(out_of_order_reads_stay_sequential)
 {
 	struct env e;
@@ -766,6 +812,7 @@ TH_MAIN_BEGIN("test_reader")
 	RUN(sequential_read_whole_object);
 	RUN(window_grows_fetches_in_parallel);
 	RUN(adjacent_reads_start_prefetch);
+	RUN(small_object_fetched_whole_from_start);
 	RUN(out_of_order_reads_stay_sequential);
 	RUN(random_small_reads);
 	RUN(eof_and_odd_sizes);
