@@ -127,6 +127,8 @@ struct fs {
 /* A recursive walk (find, du, cp -r, rsync) lists this many sibling directories ahead. */
 #define WALK_AHEAD 8
 #define WALK_MAX_IN_FLIGHT 16
+/* An expired listing of at most this many entries is fetched again on a lookup miss. */
+#define REFRESH_MAX_ENTRIES 10000
 
 /* ---- small helpers ---- */
 
@@ -783,6 +785,8 @@ static void note_in_parent(struct fs *fs, struct fs_inode *in)
 		listing_note(fs, dir, name, in);
 }
 
+static void refresh_listing(struct fs *fs, struct fs_inode *dir);
+
 /* ---- lookup ---- */
 
 /* What a lookup found out about a name. */
@@ -983,6 +987,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		free(path);
 		return;
 	}
+	refresh_listing(fs, dir);
 	pthread_mutex_unlock(&fs->lock);
 
 	st = probe(fs, path, &pr, &err);
@@ -1084,6 +1089,18 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	in = lock_inode(req, fs, ino);
 	if (!in)
 		return;
+	if (!attr_fresh(fs, in) && !S_ISDIR(in->attr.mode) && !in->unlinked) {
+		/* a fresh listing of its directory answers as it does for lookups */
+		const char *name;
+		struct fs_inode *dir = parent_of(fs, in, &name);
+		if (dir && dir->listing && util_now_ms() < dir->listing_expiry) {
+			const struct listing_entry *le = listing_find(dir->listing, name);
+			if (le && le->type == S_IFREG)
+				apply_listing_entry(fs, in, le);
+		} else {
+			refresh_listing(fs, dir);
+		}
+	}
 	if (attr_fresh(fs, in) || S_ISDIR(in->attr.mode) || in->unlinked) {
 		fill_stat(fs, in, &st);
 		pthread_mutex_unlock(&fs->lock);
@@ -2342,6 +2359,40 @@ static void walk_job_run(void *arg)
 	free(j);
 }
 
+/*
+ * Fetch dir's listing on the work queue, unless it is fresh or on its way
+ * (or too many are). Caller holds the lock.
+ */
+static void fetch_listing_async(struct fs *fs, struct fs_inode *dir)
+{
+	struct walk_job *j;
+
+	if (dir->listing_pending || (dir->listing && util_now_ms() < dir->listing_expiry) ||
+	    fs->walk_fetches >= WALK_MAX_IN_FLIGHT)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->fs = fs;
+	j->ino = dir->ino;
+	j->path = xstrdup(dir->path);
+	dir->listing_pending = 1;
+	fs->walk_fetches++;
+	workq_submit(fs->cfg.workq, walk_job_run, j);
+}
+
+/*
+ * A lookup or getattr in dir found its listing expired: if it was small
+ * enough, a fresh one is fetched beside the request (which asks the store
+ * for its own name meanwhile), so that the lookups of its siblings that
+ * usually follow (reading back a directory, cp -r, make) are answered from
+ * it rather than each with a round trip. Caller holds the lock.
+ */
+static void refresh_listing(struct fs *fs, struct fs_inode *dir)
+{
+	if (dir && dir->listing && dir->listing->n <= REFRESH_MAX_ENTRIES && !fs->cfg.posix_metadata &&
+	    !fs->cfg.no_listing_refresh && fs->ttl_ms > 0)
+		fetch_listing_async(fs, dir);
+}
+
 /* child was just opened as a directory. Caller holds the lock. */
 static void walk_ahead(struct fs *fs, struct fs_inode *child)
 {
@@ -2371,17 +2422,8 @@ static void walk_ahead(struct fs *fs, struct fs_inode *child)
 		seen++;
 		spath = join_path(parent->path, e->name);
 		sib = find_path(fs, spath);
-		if (sib && !sib->listing_pending && !(sib->listing && util_now_ms() < sib->listing_expiry) &&
-		    fs->walk_fetches < WALK_MAX_IN_FLIGHT) {
-			struct walk_job *j = xcalloc(1, sizeof(*j));
-			j->fs = fs;
-			j->ino = sib->ino;
-			j->path = spath;
-			spath = NULL;
-			sib->listing_pending = 1;
-			fs->walk_fetches++;
-			workq_submit(fs->cfg.workq, walk_job_run, j);
-		}
+		if (sib)
+			fetch_listing_async(fs, sib);
 		free(spath);
 	}
 }

@@ -272,6 +272,14 @@ static void sleep_ms(long ms)
 
 /* ---- operations ---- */
 
+/* Wait (up to 5 s) until the store has seen n LISTs: for fetches made on the work queue. */
+static int lists_reach(struct env *e, uint64_t n)
+{
+	for (int i = 0; i < 500 && calls(e, STORE_OP_LIST) < n; i++)
+		sleep_ms(10);
+	return calls(e, STORE_OP_LIST) >= n;
+}
+
 static void req_begin(struct env *e, struct fuse_req *r)
 {
 	stub_req_init(r, e->fs, CTX_UID, CTX_GID);
@@ -359,6 +367,15 @@ static void do_releasedir(struct env *e, fuse_ino_t ino, uint64_t fh)
 	req_begin(e, &r);
 	e->ops->releasedir(&r, ino, &fi);
 	CHECK_INT(req_end(&r, "releasedir"), 0);
+}
+
+/* Until a listing of ino being fetched on the work queue is in place (opendir waits for it). */
+static void wait_listing(struct env *e, fuse_ino_t ino)
+{
+	uint64_t fh;
+
+	if (do_opendir(e, ino, &fh) == 0)
+		do_releasedir(e, ino, fh);
 }
 
 struct dlist {
@@ -1089,7 +1106,10 @@ TEST(test_negative_from_listing)
 	reset_calls(&e);
 	CHECK_INT(do_lookup(&e, ROOT, "later", &ent), 0);
 	CHECK_INT(ent.attr.st_size, 8);
-	CHECK_INT(total_calls(&e), 2);
+	CHECK_INT(calls(&e, STORE_OP_HEAD), 1);
+	/* the probe's LIST and the expired listing fetched again beside it */
+	CHECK(lists_reach(&e, 2));
+	CHECK_INT(total_calls(&e), 3);
 	env_release(&e);
 }
 
@@ -1215,16 +1235,18 @@ TEST(test_ttl_expiry)
 	CHECK_INT(ent.attr.st_size, 7);
 	CHECK_INT(total_calls(&e), 1);
 
-	/* the listing has expired too: the lookup asks the store */
+	/* the listing has expired too: the lookup asks the store, and the listing
+	 * is fetched again beside it, which a readdir then uses */
 	reset_calls(&e);
 	CHECK_INT(do_lookup(&e, d, "f", &ent), 0);
 	CHECK_INT(ent.ino, f);
 	CHECK_INT(ent.attr.st_size, 3);
-	CHECK_INT(calls(&e, STORE_OP_LIST), 1);
 	CHECK_INT(calls(&e, STORE_OP_HEAD), 1);
+	CHECK(lists_reach(&e, 2));
 	reset_calls(&e);
-	CHECK_INT(list_dir(&e, d, 1, 4096, &l), 0);
-	CHECK_INT(calls(&e, STORE_OP_LIST), 1);
+	CHECK_INT(list_dir(&e, d, 1, 4096, &l), 0); /* opendir waits for the fetch on its way */
+	CHECK_INT(calls(&e, STORE_OP_LIST), 0);
+	CHECK_INT(dlist_find(&l, "f")->entry.attr.st_size, 3);
 	dlist_release(&l);
 
 	/* an open after the TTL revalidates, and reads the new content */
@@ -2050,12 +2072,69 @@ TEST(test_rename_dir_commits_its_files_only)
 	env_release(&e);
 }
 
-/* Wait up to 5 s for the store to have seen n LISTs. */
-static int lists_reach(struct env *e, uint64_t n)
+/*
+ * Reading back a directory after its listing expired: the first lookup asks
+ * the store for its name and fetches the listing again beside it, so the
+ * lookups and getattrs of its siblings cost no request, and they see what
+ * another client changed meanwhile. A directory never listed is not listed
+ * for a lookup.
+ */
+TEST(test_listing_refresh)
 {
-	for (int i = 0; i < 500 && calls(e, STORE_OP_LIST) < n; i++)
-		sleep_ms(10);
-	return calls(e, STORE_OP_LIST) >= n;
+	struct env e;
+	struct fuse_entry_param ent;
+	struct stat st;
+	struct dlist l;
+	fuse_ino_t d, f3;
+	char key[32], name[16];
+
+	env_init(&e, 0.2);
+	for (int i = 0; i < 30; i++) {
+		snprintf(key, sizeof(key), "d/f%02d", i);
+		put(&e, key, "v1");
+	}
+	put(&e, "other/x", "x");
+	d = lookup_ino(&e, ROOT, "d");
+	CHECK_INT(list_dir(&e, d, 1, 65536, &l), 0);
+	f3 = dlist_find(&l, "f03")->entry.ino;
+	dlist_release(&l);
+	put(&e, "d/f03", "version 2");
+	put(&e, "d/f29", "version 2");
+	sleep_ms(250);
+
+	reset_calls(&e);
+	CHECK_INT(do_lookup(&e, d, "f00", &ent), 0);
+	CHECK(lists_reach(&e, 2)); /* the probe's and the listing's */
+	wait_listing(&e, d);
+	CHECK_INT(calls(&e, STORE_OP_LIST), 2);
+	reset_calls(&e);
+	for (int i = 1; i < 30; i++) {
+		snprintf(name, sizeof(name), "f%02d", i);
+		CHECK_INT(do_lookup(&e, d, name, &ent), 0);
+		CHECK_INT(ent.attr.st_size, i == 3 || i == 29 ? 9 : 2);
+	}
+	CHECK_INT(do_getattr(&e, f3, &st), 0);
+	CHECK_INT(st.st_size, 9);
+	CHECK_INT(do_lookup(&e, d, "nothing", &ent), ENOENT);
+	CHECK_INT(total_calls(&e), 0);
+
+	/* a stale getattr in an expired listing: one HEAD, and the listing again beside it */
+	sleep_ms(250);
+	reset_calls(&e);
+	CHECK_INT(do_getattr(&e, f3, &st), 0);
+	CHECK_INT(calls(&e, STORE_OP_HEAD), 1);
+	CHECK(lists_reach(&e, 1));
+	wait_listing(&e, d);
+	reset_calls(&e);
+	CHECK_INT(do_lookup(&e, d, "f10", &ent), 0);
+	CHECK_INT(total_calls(&e), 0);
+
+	/* a directory never listed: the lookup probes, nothing more */
+	reset_calls(&e);
+	CHECK_INT(do_lookup(&e, lookup_ino(&e, ROOT, "other"), "x", &ent), 0);
+	sleep_ms(50);
+	CHECK_INT(calls(&e, STORE_OP_LIST), 2); /* the probes of "other" and "x", nothing more */
+	env_release(&e);
 }
 
 /*
@@ -2129,7 +2208,9 @@ TEST(test_fault_errnos)
 	fuse_ino_t f;
 	char buf[64];
 
-	env_init(&e, 0.05);
+	env_setup(&e, 0.05);
+	e.cfg.no_listing_refresh = 1; /* each request below meets the fault meant for it */
+	env_start(&e);
 	put(&e, "f", "file content");
 	put(&e, "d/x", "x");
 
@@ -2420,6 +2501,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_commit_all);
 	RUN(test_rename_dir_commits_its_files_only);
 	RUN(test_walk_ahead);
+	RUN(test_listing_refresh);
 	RUN(test_fault_errnos);
 	RUN(test_random_faults);
 TH_MAIN_END
