@@ -1812,7 +1812,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char *from = NULL, *to = NULL;
 	mode_t type;
 	uint64_t size;
-	int rc;
+	int rc, both = 0;
 
 	if (fs->cfg.read_only) {
 		fuse_reply_err(req, EROFS);
@@ -1879,10 +1879,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		st = copy_object(fs, from, to, size, &err);
 		if (st == CM_OK) {
 			st = store_del(fs->cfg.store, from, &err);
-			if (st != CM_OK && !target) {
+			both = st != CM_OK;
+			if (both && !target) {
 				/* the rename failed: take the copy back, so only the old name exists */
 				struct cm_err rerr;
-				if (store_del(fs->cfg.store, to, &rerr) != CM_OK)
+				if (store_del(fs->cfg.store, to, &rerr) == CM_OK)
+					both = 0;
+				else
 					log_warn("rename %s -> %s failed and %s could not be removed: both exist", from,
 						 to, to);
 			}
@@ -1925,8 +1928,26 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	if (st != CM_OK) {
 		char line[512];
+		fuse_ino_t stale = 0;
 		log_warn("rename %s -> %s: %s", from, to, cm_err_format(&err, line, sizeof(line)));
+		if (both) {
+			/* the store now has the file under both names: show it so */
+			pthread_mutex_lock(&fs->lock);
+			target = find_path(fs, to);
+			if (target && target != in) {
+				target->attr_expiry = 0;
+				stale = target->ino;
+			}
+			listing_note(fs, ndir, newname, in);
+			pthread_mutex_unlock(&fs->lock);
+		}
 		reply_status(req, st);
+		/* the kernel may hold a "no such name" or the replaced file's attributes */
+		if (both && fs->session) {
+			fuse_lowlevel_notify_inval_entry(fs->session, newparent, newname, strlen(newname));
+			if (stale)
+				fuse_lowlevel_notify_inval_inode(fs->session, stale, 0, 0);
+		}
 		goto out_free;
 	}
 	pthread_mutex_lock(&fs->lock);

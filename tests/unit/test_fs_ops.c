@@ -1736,6 +1736,43 @@ TEST(test_rename_file)
 	env_release(&e);
 }
 
+/*
+ * A rename whose copy landed but whose source could not be deleted, nor the
+ * copy taken back: the store has both names, and so must the mount, at once
+ * (the kernel's idea of the new name is dropped), not only after the TTL.
+ */
+TEST(test_rename_leaves_both)
+{
+	struct env e;
+	struct fuse_entry_param ent;
+	struct dlist l;
+
+	env_init(&e, 60);
+	put(&e, "a", "content");
+	put(&e, "b", "old b");
+	CHECK_INT(list_dir(&e, ROOT, 1, 4096, &l), 0); /* the kernel now knows a and b */
+	dlist_release(&l);
+	CHECK_INT(do_lookup(&e, ROOT, "c", &ent), ENOENT);
+	store_fault_fail_next(e.top, STORE_OP_DEL, 2, CM_E_ACCESS_DENIED);
+	CHECK_INT(do_rename(&e, ROOT, "a", ROOT, "c", 0), EACCES);
+	CHECK(holds(&e, "a", "content"));
+	CHECK(holds(&e, "c", "content"));
+	CHECK_INT(e.se.inval_entry, 1);
+	CHECK_INT(do_lookup(&e, ROOT, "c", &ent), 0);
+	CHECK_INT(ent.attr.st_size, 7);
+	CHECK_INT(do_lookup(&e, ROOT, "a", &ent), 0);
+	/* over an existing file: the copy replaced it, its old size must go */
+	store_fault_fail_next(e.top, STORE_OP_DEL, 1, CM_E_ACCESS_DENIED);
+	CHECK_INT(do_lookup(&e, ROOT, "b", &ent), 0);
+	CHECK_INT(ent.attr.st_size, 5);
+	CHECK_INT(do_rename(&e, ROOT, "a", ROOT, "b", 0), EACCES);
+	CHECK(holds(&e, "b", "content"));
+	CHECK(e.se.inval_inode >= 1);
+	CHECK_INT(do_lookup(&e, ROOT, "b", &ent), 0);
+	CHECK_INT(ent.attr.st_size, 7);
+	env_release(&e);
+}
+
 TEST(test_rename_dir)
 {
 	struct env e;
@@ -2493,6 +2530,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_unlink_open_file);
 	RUN(test_mkdir_rmdir_unlink);
 	RUN(test_rename_file);
+	RUN(test_rename_leaves_both);
 	RUN(test_rename_dir);
 	RUN(test_setattr);
 	RUN(test_symlink);
