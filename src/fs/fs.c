@@ -63,8 +63,11 @@ struct listing_entry {
 
 struct listing {
 	int refs;                       /* protected by fs->lock */
-	size_t n;
+	size_t n;                       /* grows while being fetched, under fs->lock */
+	size_t cap;
 	struct listing_entry *e;        /* sorted by name (strcmp) */
+	int complete;                   /* every page is in (or the fetch failed) */
+	enum cm_status status;          /* a failed fetch: why */
 };
 
 struct fs_inode {
@@ -81,13 +84,14 @@ struct fs_inode {
 	char *open_etag;                /* ETag at the last open, for keep_cache */
 	char *link_target;
 	struct fdata *data;             /* while open for writing or dirty */
-	struct listing *listing;        /* directories: the current listing, or NULL */
+	struct listing *listing;        /* directories: the current listing (complete), or NULL */
+	struct listing *streaming;      /* directories: a listing being fetched for opendir */
 	int64_t listing_expiry;
 	int listing_pending;            /* directories: a walk-ahead fetch is on its way */
 	size_t walk_next;               /* directories: 1 + the listing index of the child
 					   opened last (0: none), to see a recursive walk */
-	int64_t changed_ms;             /* directories: monotonic ms of our last change of an
-					   entry (create, commit, unlink, rename, mkdir...) */
+	uint64_t changes;               /* directories: our changes of its entries (create, commit,
+					   unlink, rename, mkdir...), counted */
 	int64_t committed_ms;           /* files: monotonic ms of the last commit */
 	struct fs_inode *next_ino;      /* hash chains */
 	struct fs_inode *next_path;
@@ -122,6 +126,7 @@ struct fs {
 	struct fuse_session *session;   /* for cache invalidation; set once before the loop */
 	int walk_fetches;               /* walk-ahead listings in flight; protected by lock */
 	pthread_cond_t walk_done;       /* signalled when walk_fetches drops */
+	pthread_cond_t listing_grown;   /* signalled when a listing being fetched grows or ends */
 };
 
 /* A recursive walk (find, du, cp -r, rsync) lists this many sibling directories ahead. */
@@ -281,6 +286,7 @@ static void inode_maybe_free(struct fs *fs, struct fs_inode *in)
 	if (!in->unlinked)
 		path_unlink(fs, in);
 	listing_put(in->listing);
+	listing_put(in->streaming);
 	free(in->path);
 	free(in->etag);
 	free(in->open_etag);
@@ -532,122 +538,298 @@ static void fetch_headers(struct fs *fs, const char *dirpath, struct listing *l)
 }
 
 /*
- * Fetch a directory's listing from the store: every page, objects and common
- * prefixes merged by name, names that cannot be files skipped (and counted).
+ * Listings are fetched page by page into a listing that grows: its entries
+ * are sorted by name at all times and only ever appended, so readdir can
+ * return the first pages while the next are on their way (ls -l of a big
+ * directory, find), with stable offsets. The store sends keys in key order,
+ * which is not quite name order: the common prefix "name/" sorts after
+ * "name-x" and "name.txt" ('-' and '.' sort before '/'), and "name" may be a
+ * file in one page and a directory in a later one. So an entry is appended
+ * only once it is settled: no later key can become a name that sorts before
+ * it or equals it (entry_settled); the few that are not yet wait in pend.
+ * Files created here and not yet stored are seeded into pend (the store
+ * cannot list them). Whoever fetches owns the struct list_fetch; the
+ * listing's entries are appended under fs->lock, and a reader of an
+ * incomplete listing waits on fs->listing_grown.
+ */
+struct list_fetch {
+	char *dirpath;
+	char *prefix;                   /* dirpath + "/", or "" for the root */
+	size_t plen;
+	char *token;                    /* the next page's continuation token */
+	char *last;                     /* the greatest key seen so far, less the prefix */
+	struct listing_entry *pend;     /* sorted by name: not settled yet */
+	size_t npend;
+	uint64_t skipped;
+	int done;                       /* the last page is in: everything is settled */
+};
+
+static void entry_free(struct listing_entry *e)
+{
+	free(e->name);
+	free(e->etag);
+}
+
+/* Start fetching dirpath's listing. Caller holds the lock (to see our own files). */
+static void lf_begin(struct fs *fs, struct list_fetch *f, const char *dirpath)
+{
+	size_t dlen = strlen(dirpath), cap = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->dirpath = xstrdup(dirpath);
+	f->prefix = dlen ? xasprintf("%s/", dirpath) : xstrdup("");
+	f->plen = strlen(f->prefix);
+	f->last = xstrdup("");
+	for (size_t b = 0; fs->n_local && b < fs->n_buckets; b++) {
+		for (struct fs_inode *in = fs->by_ino[b]; in; in = in->next_ino) {
+			const char *name = in->path + dlen + (dlen ? 1 : 0);
+			struct listing_entry *e;
+
+			if (!in->local || in->unlinked || strncmp(in->path, dirpath, dlen) ||
+			    (dlen && in->path[dlen] != '/') || !*name || strchr(name, '/'))
+				continue;
+			if (f->npend == cap) {
+				cap = cap ? cap * 2 : 8;
+				f->pend = xrealloc(f->pend, cap * sizeof(*f->pend));
+			}
+			e = &f->pend[f->npend++];
+			memset(e, 0, sizeof(*e));
+			e->name = xstrdup(name);
+			e->type = S_IFREG;
+			e->size = in->attr.size;
+			e->mtime = in->attr.mtime;
+			e->etag = xstrdup(in->etag);
+		}
+	}
+	if (f->npend > 1)
+		qsort(f->pend, f->npend, sizeof(*f->pend), cmp_entry_name);
+}
+
+static void lf_end(struct list_fetch *f)
+{
+	for (size_t i = 0; i < f->npend; i++)
+		entry_free(&f->pend[i]);
+	free(f->pend);
+	free(f->dirpath);
+	free(f->prefix);
+	free(f->token);
+	free(f->last);
+}
+
+/* Would the name name[0:j] + "/" of a common prefix sort after last (keys less the prefix)? */
+static int dir_key_after(const char *name, size_t j, const char *last)
+{
+	size_t ll = strlen(last);
+	int c = memcmp(name, last, j < ll ? j : ll);
+
+	if (c)
+		return c > 0;
+	if (ll <= j)
+		return 1;
+	return '/' > (unsigned char)last[j];
+}
+
+/*
+ * Can no key after last become a name sorting before e's or equal to it? A
+ * later key that is an object is greater than e's key, hence than its name;
+ * a later common prefix "m/" gives the name m, which sorts before e's name
+ * only if m is e's name cut before a byte below '/', and equals it (a
+ * directory beside the file e) if m is e's whole name.
+ */
+static int entry_settled(const struct listing_entry *e, const char *last, int done)
+{
+	size_t n = strlen(e->name);
+
+	if (done)
+		return 1;
+	for (size_t j = 1; j <= n; j++) {
+		if (j < n && (unsigned char)e->name[j] >= '/')
+			continue;
+		if (j == n && e->type == S_IFDIR)
+			continue;
+		if (dir_key_after(e->name, j, last))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * One page of the listing: fetched, turned into entries, merged with the
+ * ones waiting, and the settled ones appended to l. Called without the lock.
+ */
+static enum cm_status lf_page(struct fs *fs, struct list_fetch *f, struct listing *l, struct cm_err *err)
+{
+	struct s3_list_page page;
+	struct listing_entry *got = NULL, *all;
+	size_t ngot = 0, nall = 0, settled = 0;
+	enum cm_status st;
+
+	st = store_list(fs->cfg.store, f->prefix, "/", f->token, NULL, 0, &page, err);
+	if (st != CM_OK)
+		return st;
+	got = xcalloc(page.n_objects + page.n_prefixes + 1, sizeof(*got));
+	for (size_t pass = 0; pass < 2; pass++) {
+		size_t count = pass ? page.n_prefixes : page.n_objects;
+		for (size_t i = 0; i < count; i++) {
+			const char *full = pass ? page.prefixes[i] : page.objects[i].key;
+			const char *name;
+			size_t nlen;
+			struct listing_entry *e;
+			if (strncmp(full, f->prefix, f->plen) != 0)
+				continue;
+			name = full + f->plen;
+			nlen = strlen(name);
+			if (strcmp(name, f->last) > 0) {
+				free(f->last);
+				f->last = xstrdup(name);
+			}
+			if (pass) {
+				if (!nlen || name[nlen - 1] != '/')
+					continue;
+				nlen--;
+			} else if (nlen == 0) {
+				continue; /* the directory's own marker "dir/" */
+			}
+			if (!fs_name_valid(name, nlen)) {
+				if (!(pass && nlen == 0))
+					log_warn("skipping key \"%s\": not usable as a file name", full);
+				f->skipped++;
+				continue;
+			}
+			e = &got[ngot++];
+			e->name = xstrndup(name, nlen);
+			if (pass) {
+				e->type = S_IFDIR;
+				e->etag = xstrdup("");
+			} else {
+				e->type = S_IFREG;
+				e->size = page.objects[i].size;
+				e->mtime = page.objects[i].last_modified;
+				e->etag = xstrdup(page.objects[i].etag ? page.objects[i].etag : "");
+				e->has_meta = metacache_get(fs->cfg.metacache, full, e->etag,
+							    e->mtime.tv_sec, &e->meta);
+			}
+		}
+	}
+	free(f->token);
+	f->token = page.is_truncated && page.next_token ? xstrdup(page.next_token) : NULL;
+	if (page.is_truncated && !page.next_token)
+		st = cm_err_set(err, CM_E_PROTOCOL, "truncated listing without a continuation token");
+	f->done = !f->token;
+	s3_list_page_release(&page);
+	if (st != CM_OK) {
+		for (size_t i = 0; i < ngot; i++)
+			entry_free(&got[i]);
+		free(got);
+		return st;
+	}
+	if (ngot > 1)
+		qsort(got, ngot, sizeof(*got), cmp_entry_name);
+
+	/* merge with the waiting ones; where a file and a directory share a name the directory wins */
+	all = xcalloc(ngot + f->npend + 1, sizeof(*all));
+	for (size_t a = 0, b = 0; a < f->npend || b < ngot;) {
+		struct listing_entry *x;
+		if (b == ngot || (a < f->npend && strcmp(f->pend[a].name, got[b].name) < 0))
+			x = &f->pend[a++];
+		else
+			x = &got[b++];
+		if (nall && strcmp(all[nall - 1].name, x->name) == 0) {
+			struct listing_entry *prev = &all[nall - 1];
+			if (prev->type != x->type)
+				log_warn("\"%s%s\" is both a file and a directory: showing the directory",
+					 f->prefix, x->name);
+			if (x->type == S_IFDIR && prev->type != S_IFDIR) {
+				entry_free(prev);
+				*prev = *x;
+			} else {
+				entry_free(x);
+			}
+			continue;
+		}
+		all[nall++] = *x;
+	}
+	free(got);
+	free(f->pend);
+	while (settled < nall && entry_settled(&all[settled], f->last, f->done))
+		settled++;
+	pthread_mutex_lock(&fs->lock);
+	if (settled) {
+		if (l->n + settled > l->cap) {
+			l->cap = l->n + settled > 2 * l->cap ? l->n + settled : 2 * l->cap;
+			l->e = xrealloc(l->e, l->cap * sizeof(*l->e));
+		}
+		memcpy(l->e + l->n, all, settled * sizeof(*all));
+		l->n += settled;
+		pthread_cond_broadcast(&fs->listing_grown);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	f->npend = nall - settled;
+	f->pend = xcalloc(f->npend + 1, sizeof(*f->pend));
+	memcpy(f->pend, all + settled, f->npend * sizeof(*all));
+	free(all);
+	return CM_OK;
+}
+
+/* The end of a fetch into l: complete, or failed with st. Caller holds the lock. */
+static void lf_finish(struct fs *fs, struct list_fetch *f, struct listing *l, enum cm_status st)
+{
+	l->status = st;
+	l->complete = 1;
+	fs->stats.skipped_keys += f->skipped;
+	if (st == CM_OK)
+		fs->stats.listings++;
+	pthread_cond_broadcast(&fs->listing_grown);
+}
+
+static struct listing *listing_new(void)
+{
+	struct listing *l = xcalloc(1, sizeof(*l));
+
+	l->refs = 1;
+	return l;
+}
+
+/*
+ * Fetch a directory's whole listing from the store (see struct list_fetch),
+ * with --posix-metadata the headers of what the metadata cache lacks.
  */
 static enum cm_status listing_fetch(struct fs *fs, const char *dirpath, struct listing **out,
 				    struct cm_err *err)
 {
-	struct listing *l = xcalloc(1, sizeof(*l));
-	char *prefix = *dirpath ? xasprintf("%s/", dirpath) : xstrdup("");
-	size_t plen = strlen(prefix), cap = 0;
-	char *token = NULL;
+	struct listing *l = listing_new();
+	struct list_fetch f;
 	enum cm_status st = CM_OK;
-	uint64_t skipped = 0;
 
-	l->refs = 1;
-	do {
-		struct s3_list_page page;
-		st = store_list(fs->cfg.store, prefix, "/", token, NULL, 0, &page, err);
-		if (st != CM_OK)
-			break;
-		for (size_t pass = 0; pass < 2; pass++) {
-			size_t count = pass ? page.n_prefixes : page.n_objects;
-			for (size_t i = 0; i < count; i++) {
-				const char *full = pass ? page.prefixes[i] : page.objects[i].key;
-				const char *name;
-				size_t nlen;
-				struct listing_entry *e;
-				if (strncmp(full, prefix, plen) != 0)
-					continue;
-				name = full + plen;
-				nlen = strlen(name);
-				if (pass) {
-					if (!nlen || name[nlen - 1] != '/')
-						continue;
-					nlen--;
-				} else if (nlen == 0) {
-					continue; /* the directory's own marker "dir/" */
-				}
-				if (!fs_name_valid(name, nlen)) {
-					if (!(pass && nlen == 0))
-						log_warn("skipping key \"%s\": not usable as a file name", full);
-					skipped++;
-					continue;
-				}
-				if (l->n == cap) {
-					cap = cap ? cap * 2 : 64;
-					l->e = xrealloc(l->e, cap * sizeof(*l->e));
-				}
-				e = &l->e[l->n++];
-				memset(e, 0, sizeof(*e));
-				e->name = xstrndup(name, nlen);
-				if (pass) {
-					e->type = S_IFDIR;
-					e->etag = xstrdup("");
-				} else {
-					e->type = S_IFREG;
-					e->size = page.objects[i].size;
-					e->mtime = page.objects[i].last_modified;
-					e->etag = xstrdup(page.objects[i].etag ? page.objects[i].etag : "");
-					e->has_meta = metacache_get(fs->cfg.metacache, full, e->etag,
-								    e->mtime.tv_sec, &e->meta);
-				}
-			}
-		}
-		free(token);
-		token = page.is_truncated && page.next_token ? xstrdup(page.next_token) : NULL;
-		if (page.is_truncated && !page.next_token)
-			st = cm_err_set(err, CM_E_PROTOCOL, "truncated listing without a continuation token");
-		s3_list_page_release(&page);
-	} while (token && st == CM_OK);
-	free(token);
-	free(prefix);
+	pthread_mutex_lock(&fs->lock);
+	lf_begin(fs, &f, dirpath);
+	pthread_mutex_unlock(&fs->lock);
+	while (st == CM_OK && !f.done)
+		st = lf_page(fs, &f, l, err);
+	if (st == CM_OK && fs->cfg.posix_metadata)
+		fetch_headers(fs, dirpath, l);
+	pthread_mutex_lock(&fs->lock);
+	lf_finish(fs, &f, l, st);
 	if (st != CM_OK) {
 		listing_put(l);
-		return st;
+		l = NULL;
 	}
-	/* common prefixes sort by "name/", objects by "name": re-sort by name, and
-	 * where a file and a directory share a name the directory wins */
-	if (l->n) /* an empty directory has no array at all */
-		qsort(l->e, l->n, sizeof(*l->e), cmp_entry_name);
-	{
-		size_t w = 0;
-		for (size_t r = 0; r < l->n; r++) {
-			if (w && strcmp(l->e[w - 1].name, l->e[r].name) == 0) {
-				struct listing_entry *keep = l->e[w - 1].type == S_IFDIR ? &l->e[w - 1] : &l->e[r];
-				struct listing_entry *drop = keep == &l->e[r] ? &l->e[w - 1] : &l->e[r];
-				log_warn("\"%s%s%s\" is both a file and a directory: showing the directory",
-					 dirpath, *dirpath ? "/" : "", drop->name);
-				free(drop->name);
-				free(drop->etag);
-				if (keep == &l->e[r])
-					l->e[w - 1] = l->e[r];
-				continue;
-			}
-			l->e[w++] = l->e[r];
-		}
-		l->n = w;
-	}
-	if (fs->cfg.posix_metadata)
-		fetch_headers(fs, dirpath, l);
-	*out = l;
-	pthread_mutex_lock(&fs->lock);
-	fs->stats.listings++;
-	fs->stats.skipped_keys += skipped;
 	pthread_mutex_unlock(&fs->lock);
-	return CM_OK;
+	lf_end(&f);
+	*out = l;
+	return st;
 }
 
 /* A copy of l with name inserted/replaced (le) or removed (le NULL). Caller holds lock. */
 static struct listing *listing_patched(const struct listing *l, const char *name,
 				       const struct listing_entry *le)
 {
-	struct listing *n = xcalloc(1, sizeof(*n));
+	struct listing *n = listing_new();
 	size_t cap = (l ? l->n : 0) + 1;
 	int placed = 0;
 
-	n->refs = 1;
+	n->complete = 1;
+	n->cap = cap;
 	n->e = xcalloc(cap, sizeof(*n->e));
 	for (size_t i = 0; l && i <= l->n; i++) {
 		int c = i < l->n ? strcmp(l->e[i].name, name) : 1;
@@ -686,7 +868,7 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 
 	if (!dir)
 		return;
-	dir->changed_ms = util_now_ms();
+	dir->changes++;
 	if (!dir->listing)
 		return;
 	if (in) {
@@ -710,41 +892,17 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 }
 
 /*
- * A listing fetched from the store, whose fetch began at started (monotonic
- * ms), becomes dir's listing. The store cannot know what exists only here:
- * files created and not yet uploaded are added to it. If we changed the
- * directory while the fetch ran (a create, commit, unlink or rename noted in
- * it), the listing may predate that change (a deleted file still in it, a
- * committed one missing): unless force, it is left to the caller (returns
- * 0), who fetches again. Takes the caller's reference to l when it returns 1.
- * Caller holds the lock.
+ * A listing fetched from the store, whose fetch began when dir->changes was
+ * seen, becomes dir's listing. If we changed the directory while the fetch
+ * ran (a create, commit, unlink or rename noted in it), the listing may
+ * predate that change (a deleted file still in it, a committed one missing):
+ * unless force, it is left to the caller (returns 0), who fetches again.
+ * Takes the caller's reference to l when it returns 1. Caller holds the lock.
  */
-static int listing_install(struct fs *fs, struct fs_inode *dir, struct listing *l, int64_t started, int force)
+static int listing_install(struct fs *fs, struct fs_inode *dir, struct listing *l, uint64_t seen, int force)
 {
-	size_t dlen = strlen(dir->path);
-
-	if (!force && dir->changed_ms >= started)
+	if (!force && dir->changes != seen)
 		return 0;
-	for (size_t b = 0; fs->n_local && b < fs->n_buckets; b++) {
-		for (struct fs_inode *in = fs->by_ino[b]; in; in = in->next_ino) {
-			const char *name = in->path + dlen + (dlen ? 1 : 0);
-			struct listing_entry le;
-			struct listing *n;
-
-			if (!in->local || in->unlinked || strncmp(in->path, dir->path, dlen) ||
-			    (dlen && in->path[dlen] != '/') || !*name || strchr(name, '/') ||
-			    listing_find(l, name))
-				continue;
-			memset(&le, 0, sizeof(le));
-			le.type = S_IFREG;
-			le.size = in->attr.size;
-			le.mtime = in->attr.mtime;
-			le.etag = in->etag;
-			n = listing_patched(l, name, &le);
-			listing_put(l);
-			l = n;
-		}
-	}
 	listing_put(dir->listing);
 	dir->listing = l;
 	dir->listing_expiry = util_now_ms() + fs->ttl_ms;
@@ -2350,6 +2508,7 @@ struct walk_job {
 	struct fs *fs;
 	uint64_t ino;                   /* the directory (inode numbers are never reused) */
 	char *path;                     /* its path when the job was queued */
+	uint64_t changes;               /* the directory's changes then */
 };
 
 static void walk_job_run(void *arg)
@@ -2359,7 +2518,6 @@ static void walk_job_run(void *arg)
 	struct listing *l = NULL;
 	struct fs_inode *in;
 	struct cm_err err;
-	int64_t started = util_now_ms();
 
 	if (listing_fetch(fs, j->path, &l, &err) != CM_OK)
 		l = NULL;
@@ -2369,7 +2527,7 @@ static void walk_job_run(void *arg)
 		in->listing_pending = 0;
 		/* changed meanwhile (listing_install says no): opendir fetches it again */
 		if (l && !strcmp(in->path, j->path) && !(in->listing && util_now_ms() < in->listing_expiry) &&
-		    listing_install(fs, in, l, started, 0))
+		    listing_install(fs, in, l, j->changes, 0))
 			l = NULL;
 	}
 	listing_put(l);
@@ -2388,13 +2546,14 @@ static void fetch_listing_async(struct fs *fs, struct fs_inode *dir)
 {
 	struct walk_job *j;
 
-	if (dir->listing_pending || (dir->listing && util_now_ms() < dir->listing_expiry) ||
+	if (dir->listing_pending || dir->streaming || (dir->listing && util_now_ms() < dir->listing_expiry) ||
 	    fs->walk_fetches >= WALK_MAX_IN_FLIGHT)
 		return;
 	j = xcalloc(1, sizeof(*j));
 	j->fs = fs;
 	j->ino = dir->ino;
 	j->path = xstrdup(dir->path);
+	j->changes = dir->changes;
 	dir->listing_pending = 1;
 	fs->walk_fetches++;
 	workq_submit(fs->cfg.workq, walk_job_run, j);
@@ -2449,6 +2608,57 @@ static void walk_ahead(struct fs *fs, struct fs_inode *child)
 	}
 }
 
+/* The rest of an opendir's listing, fetched after its first page (see op_opendir). */
+struct stream_job {
+	struct fs *fs;
+	uint64_t ino;
+	struct list_fetch f;
+	struct listing *l;              /* a reference of the job's own */
+	uint64_t changes;               /* the directory's changes when the fetch began */
+};
+
+static void stream_job_run(void *arg)
+{
+	struct stream_job *j = arg;
+	struct fs *fs = j->fs;
+	struct fs_inode *in;
+	struct cm_err err;
+	enum cm_status st = CM_OK;
+
+	while (st == CM_OK && !j->f.done)
+		st = lf_page(fs, &j->f, j->l, &err);
+	if (st != CM_OK) {
+		char line[512];
+		log_warn("listing %s/: %s", j->f.dirpath, cm_err_format(&err, line, sizeof(line)));
+	}
+	pthread_mutex_lock(&fs->lock);
+	lf_finish(fs, &j->f, j->l, st);
+	in = find_ino(fs, j->ino);
+	if (in && in->streaming == j->l) {
+		in->streaming = NULL;
+		/* the inode's reference becomes the installed listing's, if it is */
+		if (st != CM_OK || strcmp(in->path, j->f.dirpath) ||
+		    (in->listing && util_now_ms() < in->listing_expiry) ||
+		    !listing_install(fs, in, j->l, j->changes, 0))
+			listing_put(j->l);
+	}
+	listing_put(j->l);
+	fs->walk_fetches--;
+	pthread_cond_broadcast(&fs->walk_done);
+	pthread_mutex_unlock(&fs->lock);
+	lf_end(&j->f);
+	free(j);
+}
+
+/*
+ * opendir: a fresh listing is used as it is; otherwise the first page is
+ * fetched here (so that an unreachable or forbidden directory fails to
+ * open, and most directories are complete at once), and the rest on the work
+ * queue while readdir returns what has come (do_readdir waits for more).
+ * Another opendir meanwhile shares that listing. When complete it becomes
+ * the directory's listing, unless we changed the directory meanwhile; a
+ * whole listing fetched here that way is fetched again, at most twice.
+ */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -2456,43 +2666,63 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_dirhandle *dh;
 	struct listing *l = NULL;
 	struct cm_err err;
-	enum cm_status st;
-	char *path;
+	enum cm_status st = CM_OK;
 
 	in = lock_inode(req, fs, ino);
 	if (!in)
 		return;
 	while (in->listing_pending) /* a walk-ahead fetch of this very listing: wait for it */
 		pthread_cond_wait(&fs->walk_done, &fs->lock);
-	if (in->listing && util_now_ms() < in->listing_expiry) {
+	if (in->listing && util_now_ms() < in->listing_expiry)
 		l = in->listing;
+	else if (in->streaming)
+		l = in->streaming;
+	if (l)
 		l->refs++;
-	}
-	path = xstrdup(in->path);
-	pthread_mutex_unlock(&fs->lock);
-	/* a directory we change while it is listed is listed again, at most twice */
 	for (int tries = 0; !l; tries++) {
-		int64_t started = util_now_ms();
-		st = listing_fetch(fs, path, &l, &err);
+		struct stream_job *j = xcalloc(1, sizeof(*j));
+		j->fs = fs;
+		j->ino = in->ino;
+		j->changes = in->changes;
+		j->l = listing_new();
+		lf_begin(fs, &j->f, in->path);
+		pthread_mutex_unlock(&fs->lock);
+		do
+			st = lf_page(fs, &j->f, j->l, &err);
+		while (st == CM_OK && !j->f.done && fs->cfg.posix_metadata);
+		if (st == CM_OK && j->f.done && fs->cfg.posix_metadata)
+			fetch_headers(fs, j->f.dirpath, j->l);
+		pthread_mutex_lock(&fs->lock);
 		if (st != CM_OK) {
 			char line[512];
-			log_warn("listing %s/: %s", path, cm_err_format(&err, line, sizeof(line)));
+			lf_finish(fs, &j->f, j->l, st);
+			listing_put(j->l);
+			pthread_mutex_unlock(&fs->lock);
+			log_warn("listing %s/: %s", j->f.dirpath, cm_err_format(&err, line, sizeof(line)));
+			lf_end(&j->f);
+			free(j);
 			reply_status(req, st);
-			free(path);
 			return;
 		}
-		pthread_mutex_lock(&fs->lock);
-		if (listing_install(fs, in, l, started, tries >= 2)) {
-			l = in->listing; /* with our own files added */
+		if (!j->f.done) {
+			/* ours, the inode's and the job's */
+			l = j->l;
+			l->refs += 2;
+			in->streaming = l;
+			fs->walk_fetches++;
+			workq_submit(fs->cfg.workq, stream_job_run, j);
+			break;
+		}
+		lf_finish(fs, &j->f, j->l, CM_OK);
+		if (listing_install(fs, in, j->l, j->changes, tries >= 2)) {
+			l = in->listing;
 			l->refs++;
 		} else {
-			listing_put(l);
-			l = NULL;
+			listing_put(j->l);
 		}
-		pthread_mutex_unlock(&fs->lock);
+		lf_end(&j->f);
+		free(j);
 	}
-	free(path);
-	pthread_mutex_lock(&fs->lock);
 	walk_ahead(fs, in);
 	pthread_mutex_unlock(&fs->lock);
 	dh = xcalloc(1, sizeof(*dh));
@@ -2518,6 +2748,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
+	/* a listing still being fetched: wait until it has something past off */
+	while (!l->complete && (size_t)off >= l->n + 2)
+		pthread_cond_wait(&fs->listing_grown, &fs->lock);
+	if (l->status != CM_OK && (size_t)off >= l->n + 2) {
+		enum cm_status st = l->status;
+		pthread_mutex_unlock(&fs->lock);
+		free(buf);
+		reply_status(req, st);
+		return;
+	}
 	for (size_t i = (size_t)off; i < l->n + 2; i++) {
 		struct stat st;
 		const char *name;
@@ -2694,6 +2934,7 @@ struct fs *fs_create(const struct fs_config *cfg)
 	fs->cfg = *cfg;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_cond_init(&fs->walk_done, NULL);
+	pthread_cond_init(&fs->listing_grown, NULL);
 	fs->n_buckets = 1024;
 	fs->by_ino = xcalloc(fs->n_buckets, sizeof(*fs->by_ino));
 	fs->by_path = xcalloc(fs->n_buckets, sizeof(*fs->by_path));
@@ -2788,6 +3029,7 @@ void fs_destroy(struct fs *fs)
 		pthread_cond_wait(&fs->walk_done, &fs->lock);
 	pthread_mutex_unlock(&fs->lock);
 	pthread_cond_destroy(&fs->walk_done);
+	pthread_cond_destroy(&fs->listing_grown);
 	for (size_t b = 0; b < fs->n_buckets; b++) {
 		struct fs_inode *in = fs->by_ino[b], *next;
 		for (; in; in = next) {

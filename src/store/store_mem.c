@@ -56,6 +56,7 @@ struct mem_store {
 	uint64_t calls[STORE_OP__COUNT];        /* protected by lock */
 	int unsupported[STORE_OP__COUNT];       /* protected by lock */
 	uint64_t min_part_size;         /* protected by lock */
+	int max_keys;                   /* the most a LIST page holds (1000, as S3); protected by lock */
 };
 
 static struct mem_store *ctx_of(struct store *s)
@@ -206,8 +207,8 @@ static enum cm_status mem_list(struct store *s, const char *prefix, const char *
 	memset(out, 0, sizeof(*out));
 	if (st != CM_OK)
 		return st;
-	if (max_keys <= 0 || max_keys > 1000)
-		max_keys = 1000;
+	if (max_keys <= 0 || max_keys > m->max_keys)
+		max_keys = m->max_keys;
 	out->key_count = 0;
 	pos = from ? find(m, from) : -1;
 	i = from ? (pos >= 0 ? (size_t)pos + 1 : (size_t)(-pos - 1)) : 0;
@@ -761,6 +762,7 @@ struct store *store_mem_create(void)
 
 	pthread_mutex_init(&m->lock, NULL);
 	m->min_part_size = 5u << 20;
+	m->max_keys = 1000;
 	s->ops = &mem_store_ops;
 	s->ctx = m;
 	return s;
@@ -781,6 +783,15 @@ void store_mem_set_min_part_size(struct store *s, uint64_t bytes)
 
 	pthread_mutex_lock(&m->lock);
 	m->min_part_size = bytes;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void store_mem_set_max_keys(struct store *s, int n)
+{
+	struct mem_store *m = ctx_of(s);
+
+	pthread_mutex_lock(&m->lock);
+	m->max_keys = n > 0 ? n : 1000;
 	pthread_mutex_unlock(&m->lock);
 }
 

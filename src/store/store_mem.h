@@ -23,6 +23,8 @@ struct store *store_mem_create(void);
 void store_mem_set_unsupported(struct store *s, enum store_op op, int on);
 /* The smallest part but the last (default 5 MiB, as S3; tests lower it). */
 void store_mem_set_min_part_size(struct store *s, uint64_t bytes);
+/* The most keys and common prefixes a LIST page holds (default 1000, as S3; tests lower it). */
+void store_mem_set_max_keys(struct store *s, int n);
 /* How many times op was called. */
 uint64_t store_mem_calls(struct store *s, enum store_op op);
 void store_mem_reset_calls(struct store *s);

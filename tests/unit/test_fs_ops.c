@@ -369,15 +369,6 @@ static void do_releasedir(struct env *e, fuse_ino_t ino, uint64_t fh)
 	CHECK_INT(req_end(&r, "releasedir"), 0);
 }
 
-/* Until a listing of ino being fetched on the work queue is in place (opendir waits for it). */
-static void wait_listing(struct env *e, fuse_ino_t ino)
-{
-	uint64_t fh;
-
-	if (do_opendir(e, ino, &fh) == 0)
-		do_releasedir(e, ino, fh);
-}
-
 struct dlist {
 	size_t n;
 	struct stub_dirent *d;
@@ -433,6 +424,43 @@ static int read_dir(struct env *e, fuse_ino_t ino, uint64_t fh, size_t bufsize, 
 			return EIO;
 		}
 	}
+}
+
+/*
+ * Until a listing of ino being fetched on the work queue is in place (opendir
+ * waits for a walk-ahead or refresh fetch; a streamed one is read to its end).
+ */
+static void wait_listing(struct env *e, fuse_ino_t ino)
+{
+	struct dlist l;
+	uint64_t fh;
+
+	if (do_opendir(e, ino, &fh) == 0) {
+		read_dir(e, ino, fh, 65536, 0, &l);
+		dlist_release(&l);
+		do_releasedir(e, ino, fh);
+	}
+}
+
+/* One readdir (plain) at off: the number of entries it gave, or -errno. */
+static int readdir_once(struct env *e, fuse_ino_t ino, uint64_t fh, off_t off)
+{
+	struct fuse_req r;
+	struct fuse_file_info fi;
+	struct stub_dirent d;
+	size_t pos = 0;
+	int rc, got = 0;
+
+	memset(&fi, 0, sizeof(fi));
+	fi.fh = fh;
+	req_begin(e, &r);
+	e->ops->readdir(&r, ino, 65536, off, &fi);
+	rc = req_end(&r, "readdir");
+	if (!rc)
+		while (stub_dirent_next(r.data, r.len, &pos, &d))
+			got++;
+	stub_req_release(&r);
+	return rc ? -rc : got;
 }
 
 /* opendir + every entry + releasedir. */
@@ -2110,6 +2138,93 @@ TEST(test_rename_dir_commits_its_files_only)
 }
 
 /*
+ * A listing of many pages streams into readdir: opendir returns after the
+ * first page and readdir gives what has come while the rest is fetched. The
+ * names still come sorted, each once, although the store's key order is not
+ * name order ("a/" sorts after "a-x" and "a.txt"; "b" is a file in one page
+ * and a directory in the next), with a file being written here among them.
+ * A page that fails midway fails the readdir that needs it.
+ */
+TEST(test_listing_streams)
+{
+	static const char *const keys[] = { "s/a-x", "s/a.txt", "s/a/in", "s/b", "s/b/in", "s/c1", "s/c2",
+					    "s/c3", "s/c4", "s/c5", "s/c6", "s/c7", "s/c8", "s/c9", "s/a" };
+	static const char *const names[] = { "a", "a-x", "a.txt", "a0", "b", "c1", "c2", "c3",
+					     "c4", "c5", "c6", "c7", "c8", "c9" };
+	struct env e;
+	struct fuse_entry_param ent;
+	struct dlist l;
+	uint64_t fh, wfh;
+	int64_t t0;
+	fuse_ino_t d;
+	int n;
+
+	env_init(&e, 60);
+	store_mem_set_max_keys(e.mem, 3);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
+		put(&e, keys[i], "x");
+	d = lookup_ino(&e, ROOT, "s");
+	CHECK_INT(do_create(&e, d, "a0", 0644, O_WRONLY, &ent, &wfh), 0);
+	reset_calls(&e);
+	for (int plus = 0; plus < 2; plus++) {
+		CHECK_INT(list_dir(&e, d, plus, 4096, &l), 0);
+		check_names(&l, names, sizeof(names) / sizeof(*names));
+		CHECK(S_ISDIR(dlist_find(&l, "a")->entry.attr.st_mode));
+		CHECK(S_ISDIR(dlist_find(&l, "b")->entry.attr.st_mode));
+		CHECK(S_ISREG(dlist_find(&l, "a.txt")->entry.attr.st_mode));
+		if (plus)
+			forget_listed(&e, &l);
+		dlist_release(&l);
+	}
+	/* 13 keys and prefixes in pages of 3; the second listing was the first one, kept */
+	CHECK_INT(calls(&e, STORE_OP_LIST), 5);
+	CHECK_INT(do_close(&e, ent.ino, wfh), 0);
+	env_release(&e);
+
+	/* slow pages: opendir returns after the first, readdir as each comes */
+	env_init(&e, 60);
+	store_mem_set_max_keys(e.mem, 3);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
+		put(&e, keys[i], "x");
+	d = lookup_ino(&e, ROOT, "s");
+	store_fault_set_delay(e.top, 60);
+	t0 = util_now_ms();
+	CHECK_INT(do_opendir(&e, d, &fh), 0);
+	CHECK(util_now_ms() - t0 < 110);
+	n = readdir_once(&e, d, fh, 0);
+	CHECK(n >= 2 && n < 16); /* ".", "..", and what has come: not all five pages */
+	CHECK(util_now_ms() - t0 < 110);
+	do_releasedir(&e, d, fh);
+	store_fault_set_delay(e.top, 0);
+	wait_listing(&e, d);
+	reset_calls(&e);
+	CHECK_INT(list_dir(&e, d, 0, 65536, &l), 0);
+	CHECK_INT(l.n, 15);
+	CHECK_INT(calls(&e, STORE_OP_LIST), 0); /* the streamed listing was kept */
+	dlist_release(&l);
+	env_release(&e);
+
+	/* a page that fails after the first: the readdir that needs it fails, and
+	 * the listing is not kept */
+	env_init(&e, 60);
+	store_mem_set_max_keys(e.mem, 3);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
+		put(&e, keys[i], "x");
+	d = lookup_ino(&e, ROOT, "s");
+	store_fault_set_delay(e.top, 30);
+	CHECK_INT(do_opendir(&e, d, &fh), 0);
+	store_fault_fail_next(e.top, STORE_OP_LIST, 1, CM_E_TRANSIENT);
+	CHECK_INT(read_dir(&e, d, fh, 65536, 0, &l), EIO);
+	dlist_release(&l);
+	do_releasedir(&e, d, fh);
+	store_fault_set_delay(e.top, 0);
+	CHECK_INT(list_dir(&e, d, 0, 65536, &l), 0);
+	CHECK_INT(l.n, 15);
+	dlist_release(&l);
+	env_release(&e);
+}
+
+/*
  * Reading back a directory after its listing expired: the first lookup asks
  * the store for its name and fetches the listing again beside it, so the
  * lookups and getattrs of its siblings cost no request, and they see what
@@ -2540,6 +2655,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_rename_dir_commits_its_files_only);
 	RUN(test_walk_ahead);
 	RUN(test_listing_refresh);
+	RUN(test_listing_streams);
 	RUN(test_fault_errnos);
 	RUN(test_random_faults);
 TH_MAIN_END
