@@ -661,13 +661,15 @@ static enum cm_status lf_page(struct fs *fs, struct list_fetch *f, struct listin
 {
 	struct s3_list_page page;
 	struct listing_entry *got = NULL, *all;
-	size_t ngot = 0, nall = 0, settled = 0;
+	struct metacache_query *mq;
+	size_t ngot = 0, nall = 0, settled = 0, nmq = 0;
 	enum cm_status st;
 
 	st = store_list(fs->cfg.store, f->prefix, "/", f->token, NULL, 0, &page, err);
 	if (st != CM_OK)
 		return st;
 	got = xcalloc(page.n_objects + page.n_prefixes + 1, sizeof(*got));
+	mq = xcalloc(page.n_objects + 1, sizeof(*mq));
 	for (size_t pass = 0; pass < 2; pass++) {
 		size_t count = pass ? page.n_prefixes : page.n_objects;
 		for (size_t i = 0; i < count; i++) {
@@ -706,11 +708,19 @@ static enum cm_status lf_page(struct fs *fs, struct list_fetch *f, struct listin
 				e->size = page.objects[i].size;
 				e->mtime = page.objects[i].last_modified;
 				e->etag = xstrdup(page.objects[i].etag ? page.objects[i].etag : "");
-				e->has_meta = metacache_get(fs->cfg.metacache, full, e->etag,
-							    e->mtime.tv_sec, &e->meta);
+				mq[nmq].key = full;
+				mq[nmq].etag = e->etag;
+				mq[nmq].last_modified = e->mtime.tv_sec;
+				mq[nmq++].attr = &e->meta;
 			}
 		}
 	}
+	/* what the metadata cache knows of the page's objects, in one go */
+	metacache_get_many(fs->cfg.metacache, mq, nmq);
+	for (size_t i = 0, k = 0; i < ngot && k < nmq; i++)
+		if (got[i].type == S_IFREG)
+			got[i].has_meta = mq[k++].found;
+	free(mq);
 	free(f->token);
 	f->token = page.is_truncated && page.next_token ? xstrdup(page.next_token) : NULL;
 	if (page.is_truncated && !page.next_token)

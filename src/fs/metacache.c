@@ -102,14 +102,14 @@ void metacache_close(struct metacache *mc)
 	free(mc);
 }
 
-int metacache_get(struct metacache *mc, const char *key, const char *etag, time_t last_modified,
-		  struct fs_attr *a)
+/* metacache_get with the lock held. */
+static int get_locked(struct metacache *mc, const char *key, const char *etag, time_t last_modified,
+		      struct fs_attr *a)
 {
 	int found = 0;
 
-	if (!mc || !etag || !*etag)
+	if (!etag || !*etag)
 		return 0;
-	pthread_mutex_lock(&mc->lock);
 	sqlite3_bind_text(mc->get, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(mc->get, 2, etag, -1, SQLITE_STATIC);
 	if (sqlite3_step(mc->get) == SQLITE_ROW) {
@@ -131,8 +131,39 @@ int metacache_get(struct metacache *mc, const char *key, const char *etag, time_
 		}
 	}
 	sqlite3_reset(mc->get);
+	return found;
+}
+
+int metacache_get(struct metacache *mc, const char *key, const char *etag, time_t last_modified,
+		  struct fs_attr *a)
+{
+	int found;
+
+	if (!mc)
+		return 0;
+	pthread_mutex_lock(&mc->lock);
+	found = get_locked(mc, key, etag, last_modified, a);
 	pthread_mutex_unlock(&mc->lock);
 	return found;
+}
+
+void metacache_get_many(struct metacache *mc, struct metacache_query *q, size_t n)
+{
+	int txn;
+
+	for (size_t i = 0; i < n; i++)
+		q[i].found = 0;
+	if (!mc || !n)
+		return;
+	pthread_mutex_lock(&mc->lock);
+	txn = sqlite3_exec(mc->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	for (size_t i = 0; i < n; i++)
+		q[i].found = get_locked(mc, q[i].key, q[i].etag, q[i].last_modified, q[i].attr);
+	if (txn && sqlite3_exec(mc->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		log_debug("metadata cache: %s", sqlite3_errmsg(mc->db));
+		sqlite3_exec(mc->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	pthread_mutex_unlock(&mc->lock);
 }
 
 int metacache_known(struct metacache *mc, const char *key)

@@ -37,6 +37,21 @@ void metacache_close(struct metacache *mc);
 int metacache_get(struct metacache *mc, const char *key, const char *etag, time_t last_modified,
 		  struct fs_attr *a);
 
+/* One lookup of metacache_get_many. */
+struct metacache_query {
+	const char *key;
+	const char *etag;
+	time_t last_modified;
+	struct fs_attr *attr;           /* filled when found */
+	int found;
+};
+
+/*
+ * Many lookups as one read transaction (a listing page): what each would
+ * cost alone is mostly SQLite taking and dropping its file locks.
+ */
+void metacache_get_many(struct metacache *mc, struct metacache_query *q, size_t n);
+
 /* Whether any entry for key exists (whatever its ETag): a HEAD may be skipped. */
 int metacache_known(struct metacache *mc, const char *key);
 

@@ -58,6 +58,38 @@ TEST(unknown_time_upgrades_on_first_listing)
 	free(path);
 }
 
+/* Many lookups in one transaction answer as one by one, the upgrade of a stored 0 included. */
+TEST(get_many)
+{
+	char *path = db_path();
+	struct metacache *mc = metacache_open(path);
+	struct fs_attr a = { .mode = S_IFREG | 0600, .uid = 1, .gid = 2, .mtime = { 10, 0 } };
+	struct fs_attr c = { .mode = S_IFREG | 0755, .uid = 3, .gid = 4, .mtime = { 20, 0 } };
+	struct fs_attr out[4];
+	struct metacache_query q[4] = {
+		{ .key = "d/a", .etag = "ea", .last_modified = 100, .attr = &out[0] },
+		{ .key = "d/b", .etag = "eb", .last_modified = 100, .attr = &out[1] },
+		{ .key = "d/c", .etag = "ec", .last_modified = 200, .attr = &out[2] },
+		{ .key = "d/a", .etag = "other", .last_modified = 100, .attr = &out[3] },
+	};
+
+	REQUIRE(mc != NULL);
+	memset(out, 0, sizeof(out));
+	metacache_put(mc, "d/a", "ea", 100, &a);
+	metacache_put(mc, "d/c", "ec", 0, &c);
+	metacache_get_many(mc, q, 4);
+	CHECK(q[0].found && !q[1].found && q[2].found && !q[3].found);
+	CHECK(memcmp(&out[0], &a, sizeof(a)) == 0);
+	CHECK(memcmp(&out[2], &c, sizeof(c)) == 0);
+	/* d/c learnt its time: another time no longer matches */
+	CHECK(!metacache_get(mc, "d/c", "ec", 201, &out[1]));
+	CHECK(metacache_get(mc, "d/c", "ec", 200, &out[1]));
+	metacache_get_many(NULL, q, 4);
+	CHECK(!q[0].found);
+	metacache_close(mc);
+	free(path);
+}
+
 TEST(survives_reopen)
 {
 	char *path = db_path();
@@ -109,6 +141,7 @@ TH_MAIN_BEGIN("test_metacache")
 		return 1;
 	RUN(put_get_match);
 	RUN(unknown_time_upgrades_on_first_listing);
+	RUN(get_many);
 	RUN(survives_reopen);
 	RUN(corrupt_file_is_recreated);
 	RUN(null_cache_is_a_no_op);
