@@ -681,10 +681,6 @@ static enum cm_status lf_page(struct fs *fs, struct list_fetch *f, struct listin
 				continue;
 			name = full + f->plen;
 			nlen = strlen(name);
-			if (strcmp(name, f->last) > 0) {
-				free(f->last);
-				f->last = xstrdup(name);
-			}
 			if (pass) {
 				if (!nlen || name[nlen - 1] != '/')
 					continue;
@@ -713,6 +709,15 @@ static enum cm_status lf_page(struct fs *fs, struct list_fetch *f, struct listin
 				mq[nmq].last_modified = e->mtime.tv_sec;
 				mq[nmq++].attr = &e->meta;
 			}
+		}
+	}
+	/* the greatest key of the page: the last object's or the last common prefix */
+	for (size_t pass = 0; pass < 2; pass++) {
+		size_t count = pass ? page.n_prefixes : page.n_objects;
+		const char *full = !count ? NULL : pass ? page.prefixes[count - 1] : page.objects[count - 1].key;
+		if (full && strncmp(full, f->prefix, f->plen) == 0 && strcmp(full + f->plen, f->last) > 0) {
+			free(f->last);
+			f->last = xstrdup(full + f->plen);
 		}
 	}
 	/* what the metadata cache knows of the page's objects, in one go */
@@ -2715,9 +2720,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			return;
 		}
 		if (!j->f.done) {
-			/* ours, the inode's and the job's */
+			/* ours, the inode's and the job's (an opendir racing with us loses its) */
 			l = j->l;
 			l->refs += 2;
+			listing_put(in->streaming);
 			in->streaming = l;
 			fs->walk_fetches++;
 			workq_submit(fs->cfg.workq, stream_job_run, j);
