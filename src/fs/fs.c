@@ -1418,6 +1418,8 @@ static enum cm_status update_metadata(struct fs *fs, struct fs_inode *in, struct
 	return st;
 }
 
+static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in);
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -1455,33 +1457,50 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	pthread_mutex_unlock(&fs->lock);
 
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		int rc = 0;
-		struct fdata *tmp = NULL;
+		int rc = 0, last;
+		struct fdata *tmp = NULL, *data, *drop = NULL;
 		if (S_ISDIR(in->attr.mode)) {
 			fuse_reply_err(req, EISDIR);
 			return;
 		}
+		/*
+		 * A truncate(path) of a file nobody has open goes through a
+		 * short-lived fdata. Either way the data is held like an open
+		 * handle's: the kernel sends RELEASE after close() has returned,
+		 * so the release of an earlier handle may run meanwhile, and must
+		 * neither drop this data under us nor leave it unstored.
+		 */
 		pthread_mutex_lock(&fs->lock);
 		if (!in->data) {
-			/* a truncate of a file nobody has open: through a short-lived fdata */
 			tmp = fdata_create(&fs->fdata_opts, in->path, !in->local, in->attr.size, in->etag,
 					   attr->st_size == 0);
 			in->data = tmp;
 		}
+		data = in->data;
+		in->open_count++;
 		pthread_mutex_unlock(&fs->lock);
 		if (attr->st_size != 0 || !tmp)
-			rc = fdata_truncate(in->data, (uint64_t)attr->st_size, &err);
-		if (rc == 0) {
+			rc = fdata_truncate(data, (uint64_t)attr->st_size, &err);
+		pthread_mutex_lock(&fs->lock);
+		if (rc == 0)
 			clock_gettime(CLOCK_REALTIME, &in->attr.mtime);
-			if (tmp)
-				rc = -commit_inode(fs, in);
-		}
-		if (tmp) {
-			pthread_mutex_lock(&fs->lock);
+		last = in->open_count == 1;
+		pthread_mutex_unlock(&fs->lock);
+		if (rc == 0 && (tmp || last))
+			rc = -commit_inode(fs, in); /* no handle is left to store it */
+		pthread_mutex_lock(&fs->lock);
+		in->open_count--;
+		if (!in->open_count && in->data == data) {
+			/* a failed commit of ours: the store keeps the old content; of a
+			 * handle's data: lost, as when its close fails */
+			if (!tmp && fdata_dirty(data) && !in->unlinked)
+				forget_lost_data(fs, in);
+			drop = data;
 			in->data = NULL;
-			pthread_mutex_unlock(&fs->lock);
-			fdata_destroy(tmp);
+			set_local(fs, in, 0);
 		}
+		pthread_mutex_unlock(&fs->lock);
+		fdata_destroy(drop);
 		if (rc < 0) {
 			fuse_reply_err(req, -rc);
 			return;

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1769,6 +1770,59 @@ TEST(test_rename_file)
  * copy taken back: the store has both names, and so must the mount, at once
  * (the kernel's idea of the new name is dropped), not only after the TTL.
  */
+struct truncate_arg {
+	struct env *e;
+	fuse_ino_t ino;
+	off_t size;
+	int rc;
+};
+
+static void *truncate_thread(void *p)
+{
+	struct truncate_arg *a = p;
+	struct stat attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.st_size = a->size;
+	a->rc = do_setattr(a->e, a->ino, &attr, FUSE_SET_ATTR_SIZE, NULL);
+	return NULL;
+}
+
+/*
+ * The kernel sends RELEASE after close() has returned, so a program's
+ * truncate(path) right after a close can run beside the release of that
+ * handle. The release must not take the truncate's data away from it (it
+ * once freed it under the truncate's commit), and the truncate is stored.
+ */
+TEST(test_truncate_races_release)
+{
+	struct env e;
+	struct truncate_arg a;
+	pthread_t t;
+	uint64_t fh;
+	fuse_ino_t ino;
+
+	for (int writable = 0; writable < 2; writable++) {
+		env_init(&e, 60);
+		put(&e, "f", "0123456789");
+		ino = lookup_ino(&e, ROOT, "f");
+		CHECK_INT(do_open(&e, ino, writable ? O_RDWR : O_RDONLY, &fh, NULL), 0);
+		if (writable)
+			CHECK_INT(do_flush(&e, ino, fh), 0);
+		store_fault_set_delay(e.top, 80);
+		a = (struct truncate_arg){ .e = &e, .ino = ino, .size = 4 };
+		REQUIRE(pthread_create(&t, NULL, truncate_thread, &a) == 0);
+		sleep_ms(30); /* the truncate is fetching or storing */
+		CHECK_INT(do_release(&e, ino, fh), 0);
+		pthread_join(t, NULL);
+		store_fault_set_delay(e.top, 0);
+		CHECK_INT(a.rc, 0);
+		CHECK(holds(&e, "f", "0123"));
+		CHECK_INT(stats(&e).dirty_files, 0);
+		env_release(&e);
+	}
+}
+
 TEST(test_rename_leaves_both)
 {
 	struct env e;
@@ -2645,6 +2699,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_unlink_open_file);
 	RUN(test_mkdir_rmdir_unlink);
 	RUN(test_rename_file);
+	RUN(test_truncate_races_release);
 	RUN(test_rename_leaves_both);
 	RUN(test_rename_dir);
 	RUN(test_setattr);
