@@ -1320,11 +1320,13 @@ static void put_opts_for(const struct fs_inode *in, struct s3_meta *meta, struct
  */
 static int commit_under(struct fs *fs, const char *dir);
 
+static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in);
+
 static int commit_inode(struct fs *fs, struct fs_inode *in)
 {
 	struct s3_meta meta;
 	struct s3_put_opts o;
-	struct fdata *data;
+	struct fdata *data, *drop = NULL;
 	struct cm_err err;
 	char *etag = NULL;
 	uint64_t size = 0;
@@ -1333,8 +1335,10 @@ static int commit_inode(struct fs *fs, struct fs_inode *in)
 	pthread_mutex_lock(&fs->lock);
 	data = in->data;
 	skip = !data || in->unlinked || !fdata_dirty(data);
-	if (!skip)
+	if (!skip) {
 		put_opts_for(in, &meta, &o);
+		in->open_count++; /* held like a handle: a release meanwhile must not free it */
+	}
 	pthread_mutex_unlock(&fs->lock);
 	if (skip)
 		return 0;
@@ -1358,7 +1362,16 @@ static int commit_inode(struct fs *fs, struct fs_inode *in)
 	} else {
 		fs->stats.commit_failures++;
 	}
+	if (--in->open_count == 0 && in->data == data) {
+		/* every handle was released meanwhile: ours is the last use of the data */
+		if (fdata_dirty(data) && !in->unlinked)
+			forget_lost_data(fs, in);
+		drop = data;
+		in->data = NULL;
+		set_local(fs, in, 0);
+	}
 	pthread_mutex_unlock(&fs->lock);
+	fdata_destroy(drop);
 	free(etag);
 	if (rc != 0) {
 		char line[512];
@@ -1417,8 +1430,6 @@ static enum cm_status update_metadata(struct fs *fs, struct fs_inode *in, struct
 	free(key);
 	return st;
 }
-
-static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in);
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
