@@ -70,6 +70,15 @@ struct listing {
 	enum cm_status status;          /* a failed fetch: why */
 };
 
+/* One change of a directory's entry, kept to be replayed on a listing fetched meanwhile. */
+struct note {
+	struct listing_entry e;         /* the entry as changed; e.name only when removed */
+	int removed;
+};
+
+/* How many of a directory's latest changes are kept (see listing_install). */
+#define NOTE_LOG 32
+
 struct fs_inode {
 	uint64_t ino;
 	char *path;
@@ -92,6 +101,8 @@ struct fs_inode {
 					   opened last (0: none), to see a recursive walk */
 	uint64_t changes;               /* directories: our changes of its entries (create, commit,
 					   unlink, rename, mkdir...), counted */
+	struct note *notes;             /* directories: the last NOTE_LOG changes, by changes % NOTE_LOG */
+	int64_t probed_ms;              /* directories: when a lookup in it last asked the store */
 	int64_t committed_ms;           /* files: monotonic ms of the last commit */
 	struct fs_inode *next_ino;      /* hash chains */
 	struct fs_inode *next_path;
@@ -272,6 +283,16 @@ static void set_local(struct fs *fs, struct fs_inode *in, int local)
 		fs->n_local--;
 }
 
+static void notes_free(struct fs_inode *in)
+{
+	for (size_t i = 0; in->notes && i < NOTE_LOG; i++) {
+		free(in->notes[i].e.name);
+		free(in->notes[i].e.etag);
+	}
+	free(in->notes);
+	in->notes = NULL;
+}
+
 /* Free an inode nobody references any more. */
 static void inode_maybe_free(struct fs *fs, struct fs_inode *in)
 {
@@ -287,6 +308,7 @@ static void inode_maybe_free(struct fs *fs, struct fs_inode *in)
 		path_unlink(fs, in);
 	listing_put(in->listing);
 	listing_put(in->streaming);
+	notes_free(in);
 	free(in->path);
 	free(in->etag);
 	free(in->open_etag);
@@ -599,6 +621,8 @@ static void lf_begin(struct fs *fs, struct list_fetch *f, const char *dirpath)
 			e->size = in->attr.size;
 			e->mtime = in->attr.mtime;
 			e->etag = xstrdup(in->etag);
+			e->has_meta = 1; /* ours: no HEAD for it (--posix-metadata) */
+			e->meta = in->attr;
 		}
 	}
 	if (f->npend > 1)
@@ -681,6 +705,8 @@ static enum cm_status lf_page(struct fs *fs, struct list_fetch *f, struct listin
 				continue;
 			name = full + f->plen;
 			nlen = strlen(name);
+			if (*f->last && strcmp(name, f->last) <= 0)
+				continue; /* a server repeating a key of an earlier page: once is enough */
 			if (pass) {
 				if (!nlen || name[nlen - 1] != '/')
 					continue;
@@ -884,6 +910,28 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 	if (!dir)
 		return;
 	dir->changes++;
+	{
+		struct note *nt;
+		if (!dir->notes)
+			dir->notes = xcalloc(NOTE_LOG, sizeof(*dir->notes));
+		nt = &dir->notes[dir->changes % NOTE_LOG];
+		free(nt->e.name);
+		free(nt->e.etag);
+		memset(nt, 0, sizeof(*nt));
+		nt->e.name = xstrdup(name);
+		nt->removed = !in;
+		if (in) {
+			nt->e.type = S_ISDIR(in->attr.mode) ? S_IFDIR : S_IFREG;
+			nt->e.size = in->attr.size;
+			nt->e.mtime = in->attr.mtime;
+			nt->e.etag = xstrdup(in->etag);
+		}
+	}
+	if (dir->streaming) {
+		/* fetched from before this change: open handles keep it, a new opendir must not */
+		listing_put(dir->streaming);
+		dir->streaming = NULL;
+	}
 	if (!dir->listing)
 		return;
 	if (in) {
@@ -908,16 +956,26 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 
 /*
  * A listing fetched from the store, whose fetch began when dir->changes was
- * seen, becomes dir's listing. If we changed the directory while the fetch
- * ran (a create, commit, unlink or rename noted in it), the listing may
- * predate that change (a deleted file still in it, a committed one missing):
- * unless force, it is left to the caller (returns 0), who fetches again.
- * Takes the caller's reference to l when it returns 1. Caller holds the lock.
+ * seen, becomes dir's listing. Our changes of the directory since then (a
+ * create, commit, unlink or rename noted in it) may be missing from it: they
+ * are replayed on it from dir->notes, in order (replaying one the fetch did
+ * see changes nothing). When more happened than the notes keep, the listing
+ * is left to the caller (returns 0), who fetches again, unless force. Takes
+ * the caller's reference to l when it returns 1. Caller holds the lock.
  */
 static int listing_install(struct fs *fs, struct fs_inode *dir, struct listing *l, uint64_t seen, int force)
 {
-	if (!force && dir->changes != seen)
-		return 0;
+	if (dir->changes - seen > NOTE_LOG) {
+		if (!force)
+			return 0;
+	} else {
+		for (uint64_t c = seen + 1; c <= dir->changes; c++) {
+			const struct note *n = &dir->notes[c % NOTE_LOG];
+			struct listing *p = listing_patched(l, n->e.name, n->removed ? NULL : &n->e);
+			listing_put(l);
+			l = p;
+		}
+	}
 	listing_put(dir->listing);
 	dir->listing = l;
 	dir->listing_expiry = util_now_ms() + fs->ttl_ms;
@@ -2605,16 +2663,24 @@ static void fetch_listing_async(struct fs *fs, struct fs_inode *dir)
 }
 
 /*
- * A lookup or getattr in dir found its listing expired: if it was small
- * enough, a fresh one is fetched beside the request (which asks the store
- * for its own name meanwhile), so that the lookups of its siblings that
- * usually follow (reading back a directory, cp -r, make) are answered from
- * it rather than each with a round trip. Caller holds the lock.
+ * A lookup or getattr in dir found its listing expired and asks the store
+ * for its own name. When that happens twice within a TTL (reading a
+ * directory back, cp -r, make), the listing, if small enough, is fetched
+ * again beside the request, so that the lookups of the siblings that follow
+ * are answered from it rather than each with a round trip. A lone lookup
+ * now and then (a file written into a big directory every few seconds)
+ * costs no listing. Caller holds the lock.
  */
 static void refresh_listing(struct fs *fs, struct fs_inode *dir)
 {
-	if (dir && dir->listing && dir->listing->n <= REFRESH_MAX_ENTRIES && !fs->cfg.posix_metadata &&
-	    !fs->cfg.no_listing_refresh && fs->ttl_ms > 0)
+	int64_t now = util_now_ms(), before;
+
+	if (!dir || !dir->listing || dir->listing->n > REFRESH_MAX_ENTRIES || fs->cfg.posix_metadata ||
+	    fs->cfg.no_listing_refresh || fs->ttl_ms <= 0)
+		return;
+	before = dir->probed_ms;
+	dir->probed_ms = now;
+	if (before && now - before < fs->ttl_ms)
 		fetch_listing_async(fs, dir);
 }
 
@@ -2712,6 +2778,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct listing *l = NULL;
 	struct cm_err err;
 	enum cm_status st = CM_OK;
+	int whole;
 
 	in = lock_inode(req, fs, ino);
 	if (!in)
@@ -2731,10 +2798,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		j->changes = in->changes;
 		j->l = listing_new();
 		lf_begin(fs, &j->f, in->path);
+		/* the whole listing here: for --posix-metadata's headers, or when enough
+		 * fetches already hold work-queue threads */
+		whole = fs->cfg.posix_metadata || fs->walk_fetches >= WALK_MAX_IN_FLIGHT;
 		pthread_mutex_unlock(&fs->lock);
 		do
 			st = lf_page(fs, &j->f, j->l, &err);
-		while (st == CM_OK && !j->f.done && fs->cfg.posix_metadata);
+		while (st == CM_OK && !j->f.done && whole);
 		if (st == CM_OK && j->f.done && fs->cfg.posix_metadata)
 			fetch_headers(fs, j->f.dirpath, j->l);
 		pthread_mutex_lock(&fs->lock);
@@ -3081,6 +3151,7 @@ void fs_destroy(struct fs *fs)
 		for (; in; in = next) {
 			next = in->next_ino;
 			fdata_destroy(in->data);
+			notes_free(in);
 			listing_put(in->listing);
 			free(in->path);
 			free(in->etag);
