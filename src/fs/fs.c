@@ -2500,11 +2500,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 /*
  * The last close of a file failed to store its data: it is lost. From now on
  * the mount must show what the store has: the inode's attributes are stale,
- * and a file never stored leaves the parent's listing, which create patched
- * with it. The listing is patched, not dropped: a fresh fetch would lose the
- * siblings still being written, which only the patched listing shows. Returns
- * the inode number whose kernel caches must be invalidated. Caller holds the
- * lock.
+ * a file never stored leaves the parent's listing, which create patched with
+ * it, and the listing is no longer trusted for this name either way (an
+ * upload whose answer was lost may have landed after all): lookups and
+ * getattrs ask the store. Returns the inode number whose kernel caches must
+ * be invalidated. Caller holds the lock.
  */
 static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in)
 {
@@ -2518,6 +2518,8 @@ static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in)
 	in->open_etag = NULL;
 	if (dir && in->local)
 		listing_note(fs, dir, name, NULL); /* never stored: no longer listed */
+	if (dir)
+		dir->listing_expiry = 0;
 	return in->ino;
 }
 

@@ -1821,6 +1821,43 @@ TEST(test_truncate_races_release)
 	}
 }
 
+/*
+ * A close that failed may have stored the data after all (its answer lost):
+ * the directory's listing, fresh as it is, must not answer for that name
+ * afterwards; getattr and lookup ask the store.
+ */
+TEST(test_failed_close_distrusts_listing)
+{
+	struct env e;
+	struct fuse_entry_param ent;
+	struct stat st;
+	struct dlist l;
+	uint64_t fh;
+	fuse_ino_t ino;
+
+	env_init(&e, 60);
+	put(&e, "f", "old");
+	put(&e, "g", "other");
+	CHECK_INT(list_dir(&e, ROOT, 1, 4096, &l), 0);
+	ino = dlist_find(&l, "f")->entry.ino;
+	dlist_release(&l);
+	CHECK_INT(do_open(&e, ino, O_WRONLY | O_TRUNC, &fh, NULL), 0);
+	CHECK_INT(do_write(&e, ino, fh, "new content", 11, 0), 11);
+	store_fault_fail_next(e.top, STORE_OP_PUT, 1, CM_E_ACCESS_DENIED);
+	CHECK_INT(do_flush(&e, ino, fh), EACCES);
+	CHECK_INT(do_release(&e, ino, fh), 0);
+	put(&e, "f", "landed after all"); /* what the store has now */
+	reset_calls(&e);
+	CHECK_INT(do_getattr(&e, ino, &st), 0);
+	CHECK_INT(st.st_size, 16);
+	CHECK_INT(calls(&e, STORE_OP_HEAD), 1);
+	CHECK_INT(do_lookup(&e, ROOT, "f", &ent), 0);
+	CHECK_INT(ent.attr.st_size, 16);
+	CHECK_INT(do_lookup(&e, ROOT, "g", &ent), 0); /* its siblings are still known */
+	CHECK_INT(ent.attr.st_size, 5);
+	env_release(&e);
+}
+
 TEST(test_rename_leaves_both)
 {
 	struct env e;
@@ -2891,6 +2928,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_mkdir_rmdir_unlink);
 	RUN(test_rename_file);
 	RUN(test_truncate_races_release);
+	RUN(test_failed_close_distrusts_listing);
 	RUN(test_rename_leaves_both);
 	RUN(test_rename_dir);
 	RUN(test_setattr);
