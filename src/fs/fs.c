@@ -259,14 +259,18 @@ static struct fs_inode *inode_new(struct fs *fs, const char *path, mode_t type)
 	return in;
 }
 
+static void entry_free(struct listing_entry *e)
+{
+	free(e->name);
+	free(e->etag);
+}
+
 static void listing_put(struct listing *l)
 {
 	if (!l || --l->refs > 0)
 		return;
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->e[i].name);
-		free(l->e[i].etag);
-	}
+	for (size_t i = 0; i < l->n; i++)
+		entry_free(&l->e[i]);
 	free(l->e);
 	free(l);
 }
@@ -285,10 +289,8 @@ static void set_local(struct fs *fs, struct fs_inode *in, int local)
 
 static void notes_free(struct fs_inode *in)
 {
-	for (size_t i = 0; in->notes && i < NOTE_LOG; i++) {
-		free(in->notes[i].e.name);
-		free(in->notes[i].e.etag);
-	}
+	for (size_t i = 0; in->notes && i < NOTE_LOG; i++)
+		entry_free(&in->notes[i].e);
 	free(in->notes);
 	in->notes = NULL;
 }
@@ -585,12 +587,6 @@ struct list_fetch {
 	uint64_t skipped;
 	int done;                       /* the last page is in: everything is settled */
 };
-
-static void entry_free(struct listing_entry *e)
-{
-	free(e->name);
-	free(e->etag);
-}
 
 /* Start fetching dirpath's listing. Caller holds the lock (to see our own files). */
 static void lf_begin(struct fs *fs, struct list_fetch *f, const char *dirpath)
@@ -915,8 +911,7 @@ static void listing_note(struct fs *fs, struct fs_inode *dir, const char *name, 
 		if (!dir->notes)
 			dir->notes = xcalloc(NOTE_LOG, sizeof(*dir->notes));
 		nt = &dir->notes[dir->changes % NOTE_LOG];
-		free(nt->e.name);
-		free(nt->e.etag);
+		entry_free(&nt->e);
 		memset(nt, 0, sizeof(*nt));
 		nt->e.name = xstrdup(name);
 		nt->removed = !in;
@@ -1380,6 +1375,30 @@ static int commit_under(struct fs *fs, const char *dir);
 
 static fuse_ino_t forget_lost_data(struct fs *fs, struct fs_inode *in);
 
+/*
+ * in's data once its last holder (a handle's release, or a commit or a
+ * truncate that held it like one) has let go: no handle needs it, so it is
+ * taken off the inode, and what it held that the store never acknowledged is
+ * lost (forget_lost_data, whose inode *inval gets; unless quiet: a truncate
+ * whose own commit failed leaves the store as it was). Returns the data to
+ * destroy after unlocking, or NULL while holders remain. Caller holds the lock.
+ */
+static struct fdata *data_let_go(struct fs *fs, struct fs_inode *in, int quiet, fuse_ino_t *inval)
+{
+	struct fdata *drop = in->data;
+
+	if (in->open_count || !drop)
+		return NULL;
+	if (!quiet && fdata_dirty(drop) && !in->unlinked) {
+		fuse_ino_t ino = forget_lost_data(fs, in);
+		if (inval)
+			*inval = ino;
+	}
+	in->data = NULL;
+	set_local(fs, in, 0);
+	return drop;
+}
+
 static int commit_inode(struct fs *fs, struct fs_inode *in)
 {
 	struct s3_meta meta;
@@ -1420,14 +1439,8 @@ static int commit_inode(struct fs *fs, struct fs_inode *in)
 	} else {
 		fs->stats.commit_failures++;
 	}
-	if (--in->open_count == 0 && in->data == data) {
-		/* every handle was released meanwhile: ours is the last use of the data */
-		if (fdata_dirty(data) && !in->unlinked)
-			forget_lost_data(fs, in);
-		drop = data;
-		in->data = NULL;
-		set_local(fs, in, 0);
-	}
+	in->open_count--;
+	drop = data_let_go(fs, in, 0, NULL); /* every handle was released meanwhile */
 	pthread_mutex_unlock(&fs->lock);
 	fdata_destroy(drop);
 	free(etag);
@@ -1559,15 +1572,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			rc = -commit_inode(fs, in); /* no handle is left to store it */
 		pthread_mutex_lock(&fs->lock);
 		in->open_count--;
-		if (!in->open_count && in->data == data) {
-			/* a failed commit of ours: the store keeps the old content; of a
-			 * handle's data: lost, as when its close fails */
-			if (!tmp && fdata_dirty(data) && !in->unlinked)
-				forget_lost_data(fs, in);
-			drop = data;
-			in->data = NULL;
-			set_local(fs, in, 0);
-		}
+		/* a failed commit of ours leaves the store's content as it was */
+		drop = data_let_go(fs, in, tmp != NULL, NULL);
 		pthread_mutex_unlock(&fs->lock);
 		fdata_destroy(drop);
 		if (rc < 0) {
@@ -2576,13 +2582,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		commit_inode(fs, in); /* normally already done by flush */
 	pthread_mutex_lock(&fs->lock);
 	in->open_count--;
-	if (!in->open_count && in->data) {
-		if (fdata_dirty(in->data) && !in->unlinked)
-			invalidate = forget_lost_data(fs, in);
-		drop = in->data;
-		in->data = NULL;
-		set_local(fs, in, 0);
-	}
+	drop = data_let_go(fs, in, 0, &invalidate);
 	inode_maybe_free(fs, in);
 	pthread_mutex_unlock(&fs->lock);
 	fdata_destroy(drop);
