@@ -382,6 +382,22 @@ static void dlist_release(struct dlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* One readdir (plus: readdirplus) request at off; r holds the reply (stub_req_release it). */
+static int readdir_req(struct env *e, fuse_ino_t ino, uint64_t fh, size_t bufsize, int plus, off_t off,
+		       struct fuse_req *r)
+{
+	struct fuse_file_info fi;
+
+	memset(&fi, 0, sizeof(fi));
+	fi.fh = fh;
+	req_begin(e, r);
+	if (plus)
+		e->ops->readdirplus(r, ino, bufsize, off, &fi);
+	else
+		e->ops->readdir(r, ino, bufsize, off, &fi);
+	return req_end(r, "readdir");
+}
+
 /* Read a whole directory through an open handle, bufsize bytes per request. */
 static int read_dir(struct env *e, fuse_ino_t ino, uint64_t fh, size_t bufsize, int plus, struct dlist *out)
 {
@@ -390,19 +406,11 @@ static int read_dir(struct env *e, fuse_ino_t ino, uint64_t fh, size_t bufsize, 
 	memset(out, 0, sizeof(*out));
 	for (;;) {
 		struct fuse_req r;
-		struct fuse_file_info fi;
 		struct stub_dirent d;
 		size_t pos = 0;
 		int rc, got = 0;
 
-		memset(&fi, 0, sizeof(fi));
-		fi.fh = fh;
-		req_begin(e, &r);
-		if (plus)
-			e->ops->readdirplus(&r, ino, bufsize, off, &fi);
-		else
-			e->ops->readdir(&r, ino, bufsize, off, &fi);
-		rc = req_end(&r, "readdir");
+		rc = readdir_req(e, ino, fh, bufsize, plus, off, &r);
 		out->calls++;
 		if (rc) {
 			stub_req_release(&r);
@@ -447,16 +455,11 @@ static void wait_listing(struct env *e, fuse_ino_t ino)
 static int readdir_once(struct env *e, fuse_ino_t ino, uint64_t fh, off_t off)
 {
 	struct fuse_req r;
-	struct fuse_file_info fi;
 	struct stub_dirent d;
 	size_t pos = 0;
 	int rc, got = 0;
 
-	memset(&fi, 0, sizeof(fi));
-	fi.fh = fh;
-	req_begin(e, &r);
-	e->ops->readdir(&r, ino, 65536, off, &fi);
-	rc = req_end(&r, "readdir");
+	rc = readdir_req(e, ino, fh, 65536, 0, off, &r);
 	if (!rc)
 		while (stub_dirent_next(r.data, r.len, &pos, &d))
 			got++;
