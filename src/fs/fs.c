@@ -103,7 +103,6 @@ struct fs_inode {
 					   unlink, rename, mkdir...), counted */
 	struct note *notes;             /* directories: the last NOTE_LOG changes, by changes % NOTE_LOG */
 	int64_t probed_ms;              /* directories: when a lookup in it last asked the store */
-	int64_t committed_ms;           /* files: monotonic ms of the last commit */
 	struct fs_inode *next_ino;      /* hash chains */
 	struct fs_inode *next_path;
 };
@@ -1432,7 +1431,6 @@ static int commit_inode(struct fs *fs, struct fs_inode *in)
 		in->attr.size = size;
 		set_local(fs, in, 0);
 		in->meta_known = 1;
-		in->committed_ms = util_now_ms();
 		metacache_put(fs->cfg.metacache, in->path, in->etag, 0, &in->attr);
 		note_in_parent(fs, in);
 		in->attr_expiry = util_now_ms() + fs->ttl_ms;
