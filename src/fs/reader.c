@@ -26,12 +26,21 @@
  *        -> READY (complete) | FAILED (a marker: memory given back).
  * A part holds p->len bytes of the budget exactly when p->data is not NULL.
  *
- * Replies. reader_read_reply lends READY parts to its caller instead of
- * copying them out (the FUSE reply is written straight from the part): the
- * parts are pinned (pins > 0) for the call, and a pinned part that is dropped
- * meanwhile is only unlinked (orphan) and freed when the last pin goes. When
- * some byte is in no READY part (and none being fetched) it falls back to
- * reader_read's path into a buffer of its own.
+ * Streaming. A FETCHING part's first p->filled bytes have arrived and never
+ * change again (a resumed GET continues after them): its job publishes them
+ * in steps of READER_PUBLISH, so a read waits only for its own bytes, not for
+ * the whole part (the first read of a file, and cp's reads of a file fetched
+ * whole, go on while the rest comes in). A GET's ETag is checked before its
+ * first byte is taken (the store gives it with the headers), so bytes of
+ * another version never reach a part. A FAILED part some reply still reads
+ * from keeps its memory until that reply ends.
+ *
+ * Replies. reader_read_reply lends parts holding its bytes to its caller
+ * instead of copying them out (the FUSE reply is written straight from the
+ * part): the parts are pinned (pins > 0) for the call, and a pinned part that
+ * is dropped meanwhile is only unlinked (orphan) and freed when the last pin
+ * goes. When some byte is in no part (and none being fetched) it falls back
+ * to reader_read's path into a buffer of its own.
  *
  * Budget. No thread serving reader_read ever waits for the budget. The WANT
  * parts are taken up by a chain of jobs on the work queue: one link at a time
@@ -76,6 +85,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -88,6 +98,7 @@
 #define READER_RETRIES 3        /* retryable failures in a row without progress */
 #define READER_WANT_WAIT_MS 5   /* how long a read waits for a part to get its memory */
 #define READER_REPLY_IOV 8      /* parts one reader_read_reply may lend at once */
+#define READER_PUBLISH (128 * 1024)     /* a part's bytes are shown to reads in steps of this */
 
 /* macOS has no pthread_condattr_setclock */
 #ifdef __APPLE__
@@ -106,10 +117,11 @@ enum part_state {
 struct part {
 	uint64_t index;
 	size_t len;                     /* bytes of the object in this part */
-	char *data;                     /* NULL unless FETCHING or READY */
+	size_t filled;                  /* bytes at the start of data received (FETCHING) */
+	char *data;                     /* NULL unless FETCHING or READY (or FAILED and pinned) */
 	enum part_state state;
 	int busy;                       /* a job works on it (waiting for budget or fetching) */
-	int pins;                       /* READY and lent to reader_read_reply callers */
+	int pins;                       /* lent to reader_read_reply callers */
 	int orphan;                     /* unlinked while busy or pinned: the last user frees it */
 	struct part *next;
 };
@@ -220,19 +232,59 @@ static void reader_unref(struct reader *r)
 /* ---- fetching ---- */
 
 struct fill_sink {
+	struct reader *r;
+	struct part *part;              /* the part filled, NULL: a read's own buffer */
+	const struct s3_object_head *head;      /* of the GET running */
 	char *dst;
 	size_t cap;
 	size_t got;
+	size_t published;               /* part->filled as last set */
+	size_t counted;                 /* bytes added to r->stats so far */
+	int checked;                    /* this GET's ETag was checked */
+	char changed[256];              /* not empty: the ETag of another version, refused */
 };
+
+/* Count the bytes received so far in the reader's stats. Lock held. */
+static void count_fetched(struct fill_sink *f)
+{
+	f->r->stats.bytes_fetched += f->got - f->counted;
+	f->counted = f->got;
+}
+
+/*
+ * Show a part's bytes received so far to the reads waiting for them (counted
+ * at once, so the stats never lag behind the reads they served).
+ */
+static void publish(struct fill_sink *f)
+{
+	pthread_mutex_lock(&f->r->lock);
+	f->part->filled = f->got;
+	count_fetched(f);
+	pthread_cond_broadcast(&f->r->cond);
+	pthread_mutex_unlock(&f->r->lock);
+	f->published = f->got;
+}
 
 static int fill_sink_fn(void *ctx, const char *data, size_t len)
 {
 	struct fill_sink *f = ctx;
 
+	if (!f->checked) {
+		/* the store gives the ETag before the first byte: no mixed versions */
+		char bare[256];
+		const char *got = etag_bare(f->head->etag, bare, sizeof(bare));
+		f->checked = 1;
+		if (f->r->etag && got && strcmp(f->r->etag, got) != 0) {
+			snprintf(f->changed, sizeof(f->changed), "%s", got);
+			return -1;
+		}
+	}
 	if (len > f->cap - f->got)
 		return -1;
 	memcpy(f->dst + f->got, data, len);
 	f->got += len;
+	if (f->part && (f->got - f->published >= READER_PUBLISH || f->got == f->cap))
+		publish(f);
 	return 0;
 }
 
@@ -254,14 +306,15 @@ static enum cm_status check_etag(const struct reader *r, const struct s3_object_
 /*
  * Fetch object bytes [off, off + len) into dst, without the lock. Retryable
  * failures are resumed after the bytes already received, until READER_RETRIES
- * of them in a row bring nothing. Adds the GETs started to *gets and the bytes
- * received to *fetched. Returns CM_OK with all len bytes in dst, or a status
+ * of them in a row bring nothing. When part is not NULL (dst is its data), the
+ * bytes received are published in part->filled as they come. Counts the GETs
+ * and bytes in r->stats. Returns CM_OK with all len bytes in dst, or a status
  * with err filled.
  */
-static enum cm_status fetch_range(struct reader *r, uint64_t off, size_t len, char *dst,
-				  uint64_t *gets, uint64_t *fetched, struct cm_err *err)
+static enum cm_status fetch_range(struct reader *r, struct part *part, uint64_t off, size_t len,
+				  char *dst, struct cm_err *err)
 {
-	struct fill_sink sink = { dst, len, 0 };
+	struct fill_sink sink = { .r = r, .part = part, .dst = dst, .cap = len };
 	enum cm_status st = CM_OK;
 	int failures = 0;
 
@@ -271,11 +324,19 @@ static enum cm_status fetch_range(struct reader *r, uint64_t off, size_t len, ch
 
 		/* zeroed here: not every layer clears it on failure */
 		memset(&head, 0, sizeof(head));
-		(*gets)++;
+		sink.head = &head;
+		sink.checked = 0;
+		pthread_mutex_lock(&r->lock);
+		r->stats.gets++;
+		pthread_mutex_unlock(&r->lock);
 		st = store_get(r->store, r->key, off + before, len - before, fill_sink_fn, &sink, &head,
 			       NULL, err);
-		if (st == CM_OK)
+		if (sink.changed[0]) {
+			struct s3_object_head seen = { .etag = sink.changed };
+			st = check_etag(r, &seen, err);
+		} else if (st == CM_OK) {
 			st = check_etag(r, &head, err);
+		}
 		s3_object_head_release(&head);
 		if (st == CM_OK) {
 			if (sink.got < len)
@@ -291,7 +352,9 @@ static enum cm_status fetch_range(struct reader *r, uint64_t off, size_t len, ch
 		log_debug("read %s: GET at %llu failed (%s), resuming", r->key,
 			  (unsigned long long)(off + sink.got), cm_status_str(st));
 	}
-	*fetched += sink.got;
+	pthread_mutex_lock(&r->lock);
+	count_fetched(&sink);
+	pthread_mutex_unlock(&r->lock);
 	return st;
 }
 
@@ -300,6 +363,15 @@ static void part_free(struct reader *r, struct part *p)
 {
 	membudget_free(r->budget, p->data, p->len);
 	free(p);
+}
+
+/* A FAILED part's memory goes back now, or when the last reply using its first bytes ends. */
+static void part_release_data(struct reader *r, struct part *p)
+{
+	if (p->pins)
+		return;
+	membudget_free(r->budget, p->data, p->len);
+	p->data = NULL;
 }
 
 /* Drop a part just unlinked: free it, or leave it to the job or the reply using it. */
@@ -323,26 +395,23 @@ static struct part *first_want(struct reader *r)
 /* Fetch a FETCHING part's bytes (the job's, without the lock), then publish the result. */
 static void fetch_part(struct reader *r, struct part *p)
 {
-	uint64_t gets = 0, fetched = 0;
 	struct cm_err err;
 	enum cm_status st;
 
 	cm_err_clear(&err);
-	st = fetch_range(r, p->index * r->part_size, p->len, p->data, &gets, &fetched, &err);
+	st = fetch_range(r, p, p->index * r->part_size, p->len, p->data, &err);
 	pthread_mutex_lock(&r->lock);
-	r->stats.gets += gets;
-	r->stats.bytes_fetched += fetched;
 	p->busy = 0;
 	if (p->orphan) {
-		part_free(r, p);
+		if (!p->pins)
+			part_free(r, p);
 	} else if (st == CM_OK) {
 		p->state = PART_READY;
 	} else {
 		log_warn("read %s: part at %llu failed: %s", r->key,
 			 (unsigned long long)(p->index * r->part_size), cm_status_str(st));
-		membudget_free(r->budget, p->data, p->len);
-		p->data = NULL;
 		p->state = PART_FAILED;
+		part_release_data(r, p);
 	}
 	r->fetching--;
 	pthread_cond_broadcast(&r->cond);
@@ -541,6 +610,12 @@ static void schedule(struct reader *r, const struct stream *s)
 	}
 }
 
+/* Bytes at the start of a READY or FETCHING part that reads may use. Lock held. */
+static size_t part_have(const struct part *p)
+{
+	return p->state == PART_READY ? p->len : p->filled;
+}
+
 static struct part *find_part(struct reader *r, uint64_t index)
 {
 	for (struct part *p = r->parts; p && p->index <= index; p = p->next)
@@ -606,24 +681,28 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 	while (pos < end) {
 		uint64_t index = part_index(r, pos), part_end = (index + 1) * r->part_size;
 		struct part *p = find_part(r, index);
-		uint64_t run_end, gets = 0, fetched = 0;
+		uint64_t run_end;
 		enum cm_status st;
 
-		if (p && p->state == PART_READY) {
+		if (p && (p->state == PART_READY || p->state == PART_FETCHING)) {
+			/* what has arrived of the part, from pos on */
+			uint64_t start = index * r->part_size, have = start + part_have(p);
 			uint64_t n = (end < part_end ? end : part_end) - pos;
-			memcpy(buf + (pos - off), p->data + (pos - index * r->part_size), (size_t)n);
-			pos += n;
-			continue;
+			if (have > pos) {
+				if (n > have - pos)
+					n = have - pos;
+				memcpy(buf + (pos - off), p->data + (pos - start), (size_t)n);
+				pos += n;
+				continue;
+			}
+			pthread_cond_wait(&r->cond, &r->lock);
+			continue;       /* it may have been dropped meanwhile */
 		}
 		if (p && p->state == PART_FAILED) {
 			/* the read-ahead failed: this read tries again itself */
 			unlink_part(r, p);
-			part_free(r, p);
+			part_drop(r, p);
 			p = NULL;
-		}
-		if (p && p->state == PART_FETCHING) {
-			pthread_cond_wait(&r->cond, &r->lock);
-			continue;       /* it may have been dropped meanwhile */
 		}
 		if (p && p->state == PART_WANT && waiting < 2) {
 			/*
@@ -647,10 +726,8 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 			run_end = end - run_end < r->part_size ? end : run_end + r->part_size;
 		}
 		pthread_mutex_unlock(&r->lock);
-		st = fetch_range(r, pos, (size_t)(run_end - pos), buf + (pos - off), &gets, &fetched, err);
+		st = fetch_range(r, NULL, pos, (size_t)(run_end - pos), buf + (pos - off), err);
 		pthread_mutex_lock(&r->lock);
-		r->stats.gets += gets;
-		r->stats.bytes_fetched += fetched;
 		if (st != CM_OK) {
 			log_warn("read %s: %zu bytes at %llu failed: %s", r->key, len,
 				 (unsigned long long)off, cm_status_str(st));
@@ -678,9 +755,10 @@ ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struc
 }
 
 /*
- * Point iov at READY parts holding [off, end) and pin them. Returns the number
- * of iovecs, 0 when some byte is in no READY part (*fetching: one is being
- * fetched), or when more than max would be needed. Lock held.
+ * Point iov at parts holding [off, end) (READY, or FETCHING with those bytes
+ * in) and pin them. Returns the number of iovecs, 0 when some byte has not
+ * arrived (*fetching: it is on its way), or when more than max would be
+ * needed. Lock held.
  */
 static int pin_ready(struct reader *r, uint64_t off, uint64_t end, struct iovec *iov,
 		     struct part **pinned, int max, int *fetching)
@@ -693,8 +771,9 @@ static int pin_ready(struct reader *r, uint64_t off, uint64_t end, struct iovec 
 		uint64_t index = part_index(r, pos), start = index * r->part_size;
 		uint64_t stop = end < start + r->part_size ? end : start + r->part_size;
 		struct part *p = find_part(r, index);
-		if (!p || p->state != PART_READY || n == max) {
-			*fetching = p && p->state == PART_FETCHING && n < max;
+		int usable = p && (p->state == PART_READY || p->state == PART_FETCHING);
+		if (!usable || start + part_have(p) < stop || n == max) {
+			*fetching = usable && p->state == PART_FETCHING && n < max;
 			return 0;
 		}
 		iov[n].iov_base = p->data + (pos - start);
@@ -742,8 +821,12 @@ ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_rep
 		pthread_mutex_lock(&r->lock);
 		for (int i = 0; i < n; i++) {
 			struct part *p = pinned[i];
-			if (--p->pins == 0 && p->orphan && !p->busy)
+			if (--p->pins || p->busy)
+				continue;
+			if (p->orphan)
 				part_free(r, p);
+			else if (p->state == PART_FAILED)
+				part_release_data(r, p);
 		}
 		r->lending--;
 		pthread_cond_broadcast(&r->cond);

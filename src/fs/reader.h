@@ -12,7 +12,7 @@
  * No read downloads the whole object first.
  *
  * Parts are fetched by jobs on the work queue; a reader waiting for a byte
- * waits only for the part that holds it. Memory for parts is taken from the
+ * waits only until that byte has arrived, not for the rest of its part. Memory for parts is taken from the
  * budget before a fetch starts and given back when the part is dropped, so
  * readers and writers of a mount share one cap. A part whose fetch failed is
  * retried once on a retryable status, then its error is returned to the read

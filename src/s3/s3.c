@@ -56,6 +56,7 @@ struct s3_call {
 	/* streaming GET */
 	s3_sink_fn sink;
 	void *sink_ctx;
+	struct s3_object_head *head_out; /* its etag set before the first byte reaches sink */
 	int has_range;
 	uint64_t range_off, range_len;  /* range_len UINT64_MAX: open */
 	uint64_t delivered;             /* bytes handed to sink over all attempts */
@@ -432,6 +433,8 @@ static int call_on_data(struct http_request *req, const char *data, size_t len)
 			const char *etag = http_response_header(req, "etag");
 			if (etag)
 				call->if_match = xstrdup(etag);
+			if (etag && call->head_out && !call->head_out->etag)
+				call->head_out->etag = unquote_etag(etag);
 		}
 		/* 200 to a ranged request: the server sent the whole object */
 		if (req->status == 200 && call->has_range)
@@ -720,14 +723,18 @@ enum cm_status s3_get_object(struct s3_client *c, const char *bucket, const char
 	call_init(&call, c, "GET", bucket, key);
 	call.sink = sink;
 	call.sink_ctx = ctx;
+	call.head_out = head;
 	if (offset || length != UINT64_MAX) {
 		call.has_range = 1;
 		call.range_off = offset;
 		call.range_len = length;
 	}
 	st = call_run(&call, &req, err);
-	if (st == CM_OK && head)
-		head_from_response(&req, head);
+	if (head) {
+		s3_object_head_release(head);   /* the early ETag */
+		if (st == CM_OK)
+			head_from_response(&req, head);
+	}
 	if (got)
 		*got = call.delivered;
 	http_request_release(&req);

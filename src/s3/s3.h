@@ -108,7 +108,8 @@ typedef int (*s3_sink_fn)(void *ctx, const char *data, size_t len);
  * streamed to sink. Never holds the object in memory. A transfer that breaks
  * is resumed where it stopped (with If-Match on the first answer's ETag, so the
  * pieces come from one version). If head is not NULL it receives the object's
- * size, ETag, time and metadata. A range that starts past the end gives
+ * size, ETag, time and metadata; its etag is set already before the first
+ * byte reaches sink, so a sink can refuse bytes of a version it did not want. A range that starts past the end gives
  * CM_E_RANGE. *got (may be NULL) receives the number of bytes delivered.
  */
 enum cm_status s3_get_object(struct s3_client *c, const char *bucket, const char *key,

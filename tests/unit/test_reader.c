@@ -102,6 +102,87 @@ static struct store *count_create(struct store *inner)
 	return s;
 }
 
+/*
+ * A layer whose GETs stop after gate_after bytes of their range and wait
+ * until the test opens the gate: a slow network, without timing.
+ */
+struct gate_ctx {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t gate_after;
+	int open;
+};
+
+struct gate_sink {
+	struct gate_ctx *g;
+	s3_sink_fn sink;
+	void *ctx;
+	uint64_t passed;
+};
+
+static int gate_sink_fn(void *ctx, const char *data, size_t len)
+{
+	struct gate_sink *k = ctx;
+
+	if (k->passed + len > k->g->gate_after) {
+		pthread_mutex_lock(&k->g->lock);
+		while (!k->g->open)
+			pthread_cond_wait(&k->g->cond, &k->g->lock);
+		pthread_mutex_unlock(&k->g->lock);
+	}
+	k->passed += len;
+	return k->sink(k->ctx, data, len);
+}
+
+static enum cm_status gate_get(struct store *s, const char *key, uint64_t offset, uint64_t length,
+			       s3_sink_fn sink, void *ctx, struct s3_object_head *head, uint64_t *got,
+			       struct cm_err *err)
+{
+	struct gate_sink k = { s->ctx, sink, ctx, 0 };
+
+	return store_pass_ops.get(s, key, offset, length, gate_sink_fn, &k, head, got, err);
+}
+
+static void gate_open(struct store *s)
+{
+	struct gate_ctx *g = s->ctx;
+
+	pthread_mutex_lock(&g->lock);
+	g->open = 1;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void gate_destroy(struct store *s)
+{
+	struct gate_ctx *g = s->ctx;
+
+	pthread_cond_destroy(&g->cond);
+	pthread_mutex_destroy(&g->lock);
+	free(g);
+}
+
+static struct store_ops gate_ops;
+
+/* Takes ownership of inner. */
+static struct store *gate_create(struct store *inner, uint64_t gate_after)
+{
+	struct store *s = xcalloc(1, sizeof(*s));
+	struct gate_ctx *g = xcalloc(1, sizeof(*g));
+
+	gate_ops = store_pass_ops;
+	gate_ops.name = "gate";
+	gate_ops.get = gate_get;
+	gate_ops.destroy = gate_destroy;
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->cond, NULL);
+	g->gate_after = gate_after;
+	s->ops = &gate_ops;
+	s->ctx = g;
+	s->next = inner;
+	return s;
+}
+
 /* A mem store holding KEY (size bytes of the pattern), a fault layer, a pool, a budget. */
 struct env {
 	struct store *mem, *fault, *top;
@@ -323,6 +404,80 @@ TEST(small_object_fetched_whole_from_start)
 	sleep_ms(20);
 	reader_stats(r, &st);
 	CHECK_INT(st.bytes_fetched, sizeof(buf));
+	reader_destroy(r);
+	env_release(&e);
+}
+
+static ssize_t reply_read(struct env *e, struct reader *r, uint64_t off, size_t len, int delay_ms);
+
+struct bg_read {
+	struct env *e;
+	struct reader *r;
+	uint64_t off;
+	size_t len;
+	atomic_int done;
+	ssize_t n;
+};
+
+static void *bg_read_thread(void *arg)
+{
+	struct bg_read *b = arg;
+	struct cm_err err;
+	char *buf = xmalloc(b->len);
+
+	b->n = reader_read(b->r, b->off, b->len, buf, &err);
+	if (b->n != (ssize_t)b->len || memcmp(buf, b->e->data + b->off, b->len) != 0)
+		TH_FAIL_("background read at %llu: %zd bytes or wrong ones",
+			 (unsigned long long)b->off, b->n);
+	free(buf);
+	atomic_store(&b->done, 1);
+	return NULL;
+}
+
+/*
+ * A part's bytes reach reads as they arrive: with the GET of the part held
+ * after its first 512 KiB, reads (copied and lent) of bytes before that are
+ * answered, a read of bytes after it waits until they come, and no read
+ * fetches anything itself.
+ */
+TEST(reads_served_while_part_arrives)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	struct reader_stats st;
+	struct cm_err err;
+	struct bg_read b;
+	pthread_t t;
+	char buf[128 * 1024];
+
+	env_init(&e, 2 * MIB, 2, 16 * MIB, 0);
+	e.top = gate_create(e.top, 512 * KIB);
+	o = opts_of(&e, 2 * MIB, 0, 4 * MIB);
+	r = open_reader(&e, &o);
+	/* offset 0 of a one-part object: the whole part is fetched */
+	CHECK_INT(reader_read(r, 0, sizeof(buf), buf, &err), sizeof(buf));
+	CHECK_MEM(buf, e.data, sizeof(buf));
+	CHECK_INT(reply_read(&e, r, sizeof(buf), 256 * KIB, 0), 256 * KIB);
+	CHECK_INT(reader_read(r, 384 * KIB, sizeof(buf), buf, &err), sizeof(buf));
+	CHECK_MEM(buf, e.data + 384 * KIB, sizeof(buf));
+
+	memset(&b, 0, sizeof(b));
+	b.e = &e;
+	b.r = r;
+	b.off = 1 * MIB;
+	b.len = 256 * KIB;
+	atomic_init(&b.done, 0);
+	REQUIRE(pthread_create(&t, NULL, bg_read_thread, &b) == 0);
+	sleep_ms(50);
+	CHECK(!atomic_load(&b.done));
+	gate_open(e.top);
+	pthread_join(t, NULL);
+	CHECK(atomic_load(&b.done));
+	CHECK_INT(read_span(&e, r, 1 * MIB + 256 * KIB, e.size, 100 * KIB, &err), e.size - MIB - 256 * KIB);
+	reader_stats(r, &st);
+	CHECK_INT(st.gets, 1);
+	CHECK_INT(st.bytes_fetched, e.size);
 	reader_destroy(r);
 	env_release(&e);
 }
@@ -813,6 +968,7 @@ TH_MAIN_BEGIN("test_reader")
 	RUN(window_grows_fetches_in_parallel);
 	RUN(adjacent_reads_start_prefetch);
 	RUN(small_object_fetched_whole_from_start);
+	RUN(reads_served_while_part_arrives);
 	RUN(out_of_order_reads_stay_sequential);
 	RUN(random_small_reads);
 	RUN(eof_and_odd_sizes);
