@@ -322,6 +322,8 @@ static void start_attempt(struct http_engine *eng, struct http_request *req)
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (req->on_data)
+		curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 256L * 1024);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, eng->opts.connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, eng->opts.stall_timeout_s);
