@@ -61,6 +61,7 @@ struct mount_opts {
 	int n_owned;
 	int nonempty;
 	uint64_t copy_threshold;
+	long fill_after;                /* -1: the default */
 };
 
 static const char mount_usage[] =
@@ -77,6 +78,9 @@ static const char mount_usage[] =
 	"  --dir-mode OCTAL         permissions of directories that carry none (default 0755)\n"
 	"  --cache-dir DIR          staging files for random writes (default ~/.cache/cloudmount)\n"
 	"  --cache-limit SIZE       disk the staging files may use (default 10G)\n"
+	"  --fill-after N           after N random reads of a file, copy it whole into the cache dir\n"
+	"                           in the background and serve reads from there (default 16; 0: never;\n"
+	"                           only while it leaves half the cache limit and the disk free)\n"
 	"  --log-file FILE          where a background mount logs (default ~/.cache/cloudmount/BUCKET.log)\n"
 	"  --stats-file FILE        write request and cache counters there as JSON twice a second\n"
 	"  -o OPT[,OPT...]          FUSE options (allow_other, ...) and the above as ro, uid=, gid=,\n"
@@ -234,7 +238,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 				     !strcmp(a, "--file-mode") || !strcmp(a, "--dir-mode") ||
 				     !strcmp(a, "--cache-dir") || !strcmp(a, "--cache-limit") ||
 				     !strcmp(a, "--log-file") || !strcmp(a, "--stats-file") ||
-				     !strcmp(a, "--copy-threshold"))) {
+				     !strcmp(a, "--copy-threshold") || !strcmp(a, "--fill-after"))) {
 			const char *v = argv[++i];
 			int bad = 0;
 			if (!strcmp(a, "--metadata-ttl")) {
@@ -254,6 +258,9 @@ static int parse_mount_args(int argc, char **argv, struct mount_opts *m)
 				m->cache_dir = v;
 			} else if (!strcmp(a, "--cache-limit")) {
 				bad = util_parse_size(v, &m->cache_limit) < 0;
+			} else if (!strcmp(a, "--fill-after")) {
+				bad = parse_long(v, &m->fill_after) < 0 || m->fill_after < 0 ||
+				      m->fill_after > 1000000;
 			} else if (!strcmp(a, "--copy-threshold")) {
 				bad = util_parse_size(v, &m->copy_threshold) < 0;
 			} else if (!strcmp(a, "--log-file")) {
@@ -589,6 +596,7 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 	cfg.part_size = m->conn.part_size;
 	cfg.concurrency = m->conn.concurrency > 4 ? 4 : m->conn.concurrency;
 	cfg.copy_threshold = m->copy_threshold;
+	cfg.fill_after = m->fill_after >= 0 ? (unsigned)m->fill_after : 16;
 	fs = fs_create(&cfg);
 
 	opts = xasprintf("fsname=cloudmount:%s,subtype=cloudmount,default_permissions%s%s%s", url->bucket,
@@ -673,7 +681,7 @@ int cmd_mount(int argc, char **argv)
 	memset(&m, 0, sizeof(m));
 	cli_conn_opts_init(&m.conn);
 	m.ttl = 1.0;
-	m.uid = m.gid = m.file_mode = m.dir_mode = -1;
+	m.uid = m.gid = m.file_mode = m.dir_mode = m.fill_after = -1;
 	if (parse_mount_args(argc, argv, &m) < 0) {
 		buf_release(&m.fuse_opts);
 		return CLI_USAGE;

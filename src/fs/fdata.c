@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -140,6 +141,43 @@ static void disk_give(struct fdata_disk *d, uint64_t n)
 	pthread_mutex_lock(&d->lock);
 	d->used = n > d->used ? 0 : d->used - n;
 	pthread_mutex_unlock(&d->lock);
+}
+
+static int staging_open(const char *dir, struct cm_err *err);
+
+int fdata_disk_take_file(struct fdata_disk *d, uint64_t size)
+{
+	struct statvfs sv;
+	struct cm_err err;
+	int ok, fd;
+
+	if (statvfs(d->dir, &sv) != 0 ||
+	    (uint64_t)sv.f_bavail * sv.f_frsize / 2 < size + (512ULL << 20))
+		return -1;
+	pthread_mutex_lock(&d->lock);
+	ok = size <= d->limit / 2 && d->used + size <= d->limit / 2;
+	if (ok)
+		d->used += size;
+	pthread_mutex_unlock(&d->lock);
+	if (!ok)
+		return -1;
+	cm_err_clear(&err);
+	fd = staging_open(d->dir, &err);
+	if (fd >= 0 && ftruncate(fd, (off_t)size) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		disk_give(d, size);
+	return fd < 0 ? -1 : fd;
+}
+
+void fdata_disk_put_file(struct fdata_disk *d, int fd, uint64_t size)
+{
+	if (fd < 0)
+		return;
+	close(fd);
+	disk_give(d, size);
 }
 
 /* ---- the fdata ---- */

@@ -63,6 +63,14 @@ struct fdata_disk;
 struct fdata_disk *fdata_disk_create(const char *dir, uint64_t limit);
 void fdata_disk_destroy(struct fdata_disk *d);
 uint64_t fdata_disk_used(struct fdata_disk *d);
+/*
+ * An unlinked file of size bytes (sparse) in the staging directory for a
+ * reader's local copy of an object, or -1. Only taken when it leaves the
+ * staging files room: with it the budget stays at most half used, and the
+ * disk keeps twice size plus 1 GiB free. fdata_disk_put_file gives it back.
+ */
+int fdata_disk_take_file(struct fdata_disk *d, uint64_t size);
+void fdata_disk_put_file(struct fdata_disk *d, int fd, uint64_t size);
 
 struct fdata_opts {
 	struct store *store;            /* borrowed */

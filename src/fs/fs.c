@@ -3069,6 +3069,8 @@ struct fs *fs_create(const struct fs_config *cfg)
 		.part_size = cfg->part_size,
 		.budget = cfg->budget,
 		.workq = cfg->workq,
+		.disk = cfg->disk,
+		.fill_after = cfg->fill_after,
 	};
 	root = inode_new(fs, "", S_IFDIR);
 	root->nlookup = 1;

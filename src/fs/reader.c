@@ -85,13 +85,16 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
+#include "fs/fdata.h"
 
 #define READER_STREAMS 4
 #define READER_STREAM_IDLE_MS 1000      /* a stream not read for this long is forgotten */
@@ -99,6 +102,11 @@
 #define READER_WANT_WAIT_MS 5   /* how long a read waits for a part to get its memory */
 #define READER_REPLY_IOV 8      /* parts one reader_read_reply may lend at once */
 #define READER_PUBLISH (128 * 1024)     /* a part's bytes are shown to reads in steps of this */
+#define READER_FILL_JOBS 8      /* parts of the local copy fetched at once, at most */
+#define READER_FILL_FAILURES 3  /* failed parts after which the fill stops */
+
+enum fill_part { FILL_MISSING = 0, FILL_BUSY, FILL_HAVE };
+enum fill_state { FILL_NONE = 0, FILL_RUNNING, FILL_STOPPED };
 
 /* macOS has no pthread_condattr_setclock */
 #ifdef __APPLE__
@@ -156,6 +164,19 @@ struct reader {
 	int linking;                    /* protected by lock: a budget link is queued or running */
 	int dead;                       /* protected by lock: reader_destroy was called */
 	struct reader_stats stats;      /* protected by lock */
+
+	/* the local copy (see reader.h); under lock unless noted */
+	struct fdata_disk *disk;
+	unsigned fill_after;
+	unsigned random_reads;          /* reads that started no sequential stream */
+	enum fill_state fill;
+	int fill_fd;                    /* -1: none; set once, closed by reader_destroy */
+	unsigned char *fill_have;       /* per part: enum fill_part */
+	uint64_t n_parts;
+	uint64_t fill_next;             /* where the next free fill job looks first */
+	int fill_running;               /* fill jobs fetching a part */
+	int fill_failures;
+	atomic_int fill_stop;           /* read by fill sinks without the lock */
 };
 
 /* An ETag without its quotes, in buf; NULL when there is none. */
@@ -198,6 +219,10 @@ struct reader *reader_create(struct store *s, const char *key, uint64_t size, co
 	r->workq = opts->workq;
 	r->refs = 1;
 	r->stats.window = r->min_window;
+	r->disk = opts->disk;
+	r->fill_after = opts->fill_after;
+	r->fill_fd = -1;
+	atomic_init(&r->fill_stop, 0);
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_init(&attr);
 #ifndef __APPLE__
@@ -212,6 +237,7 @@ static void reader_free(struct reader *r)
 {
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
+	free(r->fill_have);
 	free(r->key);
 	free(r->etag);
 	free(r);
@@ -234,6 +260,8 @@ static void reader_unref(struct reader *r)
 struct fill_sink {
 	struct reader *r;
 	struct part *part;              /* the part filled, NULL: a read's own buffer */
+	int fd;                         /* >= 0: write to this file at fd_off + got instead */
+	uint64_t fd_off;
 	const struct s3_object_head *head;      /* of the GET running */
 	char *dst;
 	size_t cap;
@@ -281,7 +309,19 @@ static int fill_sink_fn(void *ctx, const char *data, size_t len)
 	}
 	if (len > f->cap - f->got)
 		return -1;
-	memcpy(f->dst + f->got, data, len);
+	if (f->fd >= 0) {
+		if (atomic_load(&f->r->fill_stop))
+			return -1;
+		for (size_t done = 0; done < len;) {
+			ssize_t n = pwrite(f->fd, data + done, len - done,
+					   (off_t)(f->fd_off + f->got + done));
+			if (n <= 0)
+				return -1;
+			done += (size_t)n;
+		}
+	} else {
+		memcpy(f->dst + f->got, data, len);
+	}
 	f->got += len;
 	if (f->part && (f->got - f->published >= READER_PUBLISH || f->got == f->cap))
 		publish(f);
@@ -307,14 +347,15 @@ static enum cm_status check_etag(const struct reader *r, const struct s3_object_
  * Fetch object bytes [off, off + len) into dst, without the lock. Retryable
  * failures are resumed after the bytes already received, until READER_RETRIES
  * of them in a row bring nothing. When part is not NULL (dst is its data), the
- * bytes received are published in part->filled as they come. Counts the GETs
- * and bytes in r->stats. Returns CM_OK with all len bytes in dst, or a status
- * with err filled.
+ * bytes received are published in part->filled as they come; when fd >= 0
+ * they go to that file at their object offset instead of dst. Counts the GETs
+ * and bytes in r->stats. Returns CM_OK with all len bytes in place, or a
+ * status with err filled.
  */
-static enum cm_status fetch_range(struct reader *r, struct part *part, uint64_t off, size_t len,
-				  char *dst, struct cm_err *err)
+static enum cm_status fetch_range(struct reader *r, struct part *part, int fd, uint64_t off,
+				  size_t len, char *dst, struct cm_err *err)
 {
-	struct fill_sink sink = { .r = r, .part = part, .dst = dst, .cap = len };
+	struct fill_sink sink = { .r = r, .part = part, .fd = fd, .fd_off = off, .dst = dst, .cap = len };
 	enum cm_status st = CM_OK;
 	int failures = 0;
 
@@ -399,7 +440,7 @@ static void fetch_part(struct reader *r, struct part *p)
 	enum cm_status st;
 
 	cm_err_clear(&err);
-	st = fetch_range(r, p, p->index * r->part_size, p->len, p->data, &err);
+	st = fetch_range(r, p, -1, p->index * r->part_size, p->len, p->data, &err);
 	pthread_mutex_lock(&r->lock);
 	p->busy = 0;
 	if (p->orphan) {
@@ -469,6 +510,103 @@ static void link_run(void *arg)
 	r->linking = 0;
 	pthread_mutex_unlock(&r->lock);
 	reader_unref(r);
+}
+
+/* ---- the local copy ---- */
+
+static uint64_t part_len(const struct reader *r, uint64_t index)
+{
+	uint64_t start = index * r->part_size;
+
+	return r->size - start < r->part_size ? r->size - start : r->part_size;
+}
+
+/* The next part no fill job has taken, from fill_next on, wrapping; UINT64_MAX: none. Lock held. */
+static uint64_t fill_pick(struct reader *r)
+{
+	for (uint64_t k = 0; k < r->n_parts; k++) {
+		uint64_t i = (r->fill_next + k) % r->n_parts;
+		if (r->fill_have[i] == FILL_MISSING) {
+			r->fill_next = (i + 1) % r->n_parts;
+			return i;
+		}
+	}
+	return UINT64_MAX;
+}
+
+/* A fill job (holding a reference): fetch missing parts into the copy until none is left. */
+static void fill_run(void *arg)
+{
+	struct reader *r = arg;
+	struct cm_err err;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		uint64_t i = r->dead || r->fill != FILL_RUNNING ? UINT64_MAX : fill_pick(r);
+		enum cm_status st;
+		if (i == UINT64_MAX)
+			break;
+		int fd = r->fill_fd;    /* closed only once no job is running */
+		r->fill_have[i] = FILL_BUSY;
+		r->fill_running++;
+		pthread_mutex_unlock(&r->lock);
+		cm_err_clear(&err);
+		st = fetch_range(r, NULL, fd, i * r->part_size, (size_t)part_len(r, i), NULL, &err);
+		pthread_mutex_lock(&r->lock);
+		r->fill_running--;
+		if (st == CM_OK) {
+			r->fill_have[i] = FILL_HAVE;
+			r->stats.fill_parts++;
+		} else {
+			r->fill_have[i] = FILL_MISSING;
+			if (!r->dead && ++r->fill_failures >= READER_FILL_FAILURES) {
+				log_warn("read %s: local copy stopped after %d failed parts: %s", r->key,
+					 r->fill_failures, cm_status_str(st));
+				r->fill = FILL_STOPPED;
+			}
+		}
+		pthread_cond_broadcast(&r->cond);
+	}
+	pthread_mutex_unlock(&r->lock);
+	reader_unref(r);
+}
+
+/*
+ * After a random read at off: start the local copy once fill_after random
+ * reads came (if the disk has room), or point it at this read's part. Lock held.
+ */
+static void fill_note_random(struct reader *r, uint64_t off)
+{
+	int jobs;
+
+	if (r->fill == FILL_RUNNING && r->fill_have[off / r->part_size] == FILL_MISSING)
+		r->fill_next = off / r->part_size;
+	if (r->fill != FILL_NONE || !r->fill_after || !r->disk || !r->workq ||
+	    ++r->random_reads < r->fill_after || r->size <= r->part_size)
+		return;
+	r->fill_fd = fdata_disk_take_file(r->disk, r->size);
+	if (r->fill_fd < 0) {
+		log_debug("read %s: no room for a local copy of %llu bytes", r->key,
+			  (unsigned long long)r->size);
+		r->fill = FILL_STOPPED;
+		return;
+	}
+	r->fill = FILL_RUNNING;
+	r->n_parts = (r->size + r->part_size - 1) / r->part_size;
+	r->fill_have = xcalloc(r->n_parts, 1);
+	r->fill_next = off / r->part_size;
+	jobs = (int)(r->max_window / r->part_size);
+	if (jobs < 1)
+		jobs = 1;
+	if (jobs > READER_FILL_JOBS)
+		jobs = READER_FILL_JOBS;
+	if ((uint64_t)jobs > r->n_parts)
+		jobs = (int)r->n_parts;
+	log_debug("read %s: random reads: filling a local copy, %d parts at once", r->key, jobs);
+	for (int k = 0; k < jobs; k++) {
+		r->refs++;
+		workq_submit(r->workq, fill_run, r);
+	}
 }
 
 /* ---- streams and the window ---- */
@@ -665,6 +803,8 @@ static void note_read(struct reader *r, uint64_t off, uint64_t end)
 
 	drop_unwanted(r);
 	schedule(r, s);
+	if (!s->streak)
+		fill_note_random(r, off);
 }
 
 /*
@@ -717,6 +857,23 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 				waiting = 2;
 			continue;
 		}
+		if (r->fill_have && r->fill_have[index] == FILL_HAVE) {
+			/* in the local copy (the file lives until reader_destroy) */
+			uint64_t n = (end < part_end ? end : part_end) - pos;
+			int fd = r->fill_fd;
+			ssize_t got;
+			pthread_mutex_unlock(&r->lock);
+			got = pread(fd, buf + (pos - off), (size_t)n, (off_t)pos);
+			pthread_mutex_lock(&r->lock);
+			if (got == (ssize_t)n) {
+				r->stats.fill_reads++;
+				pos += n;
+				continue;
+			}
+			log_warn("read %s: local copy at %llu: %s", r->key, (unsigned long long)pos,
+				 got < 0 ? strerror(errno) : "short read");
+			r->fill_have[index] = FILL_BUSY;        /* never again; the store has it */
+		}
 		/* no memory for it, or a random read: straight into buf */
 		run_end = end < part_end ? end : part_end;
 		while (run_end < end) {
@@ -726,7 +883,7 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 			run_end = end - run_end < r->part_size ? end : run_end + r->part_size;
 		}
 		pthread_mutex_unlock(&r->lock);
-		st = fetch_range(r, NULL, pos, (size_t)(run_end - pos), buf + (pos - off), err);
+		st = fetch_range(r, NULL, -1, pos, (size_t)(run_end - pos), buf + (pos - off), err);
 		pthread_mutex_lock(&r->lock);
 		if (st != CM_OK) {
 			log_warn("read %s: %zu bytes at %llu failed: %s", r->key, len,
@@ -869,8 +1026,13 @@ void reader_destroy(struct reader *r)
 		r->parts = p->next;
 		part_drop(r, p);
 	}
-	while (r->fetching || r->lending)
+	atomic_store(&r->fill_stop, 1);
+	while (r->fetching || r->lending || r->fill_running)
 		pthread_cond_wait(&r->cond, &r->lock);
+	/* fill jobs still queued find the reader dead and touch nothing */
+	if (r->fill_fd >= 0)
+		fdata_disk_put_file(r->disk, r->fill_fd, r->size);
+	r->fill_fd = -1;
 	pthread_mutex_unlock(&r->lock);
 	reader_unref(r);
 }

@@ -11,6 +11,15 @@
  * asked for (a single ranged GET, rounded up to 64 KiB), never whole parts.
  * No read downloads the whole object first.
  *
+ * Random access that goes on (fill_after random reads) fills a local copy:
+ * the whole object is fetched in parts, in parallel, into an unlinked sparse
+ * file of the staging directory (when the staging budget and the disk have
+ * room: see fdata_disk_take_file), starting at the part of the latest miss;
+ * reads of parts already there are served from it, the others still fetch
+ * just their bytes. So a program reading a big object at random (a database,
+ * an archive index) costs one download of it, not a round trip per read. The
+ * copy lives as long as the reader.
+ *
  * Parts are fetched by jobs on the work queue; a reader waiting for a byte
  * waits only until that byte has arrived, not for the rest of its part. Memory for parts is taken from the
  * budget before a fetch starts and given back when the part is dropped, so
@@ -34,12 +43,16 @@
 #include "store/store.h"
 #include "store/transfer.h"
 
+struct fdata_disk;
+
 struct reader_opts {
 	uint64_t part_size;             /* 0: 8 MiB */
 	uint64_t min_window;            /* 0: one part */
 	uint64_t max_window;            /* 0: 64 MiB */
 	struct membudget *budget;       /* borrowed; required */
 	struct workq *workq;            /* borrowed; required */
+	struct fdata_disk *disk;        /* borrowed; NULL: objects are never filled */
+	unsigned fill_after;            /* random reads before the fill starts; 0: never */
 };
 
 /* Counters of one reader, for tests and the manager's statistics. */
@@ -48,6 +61,8 @@ struct reader_stats {
 	uint64_t bytes_fetched;         /* bytes received from the store */
 	uint64_t bytes_served;          /* bytes handed to reader_read callers */
 	uint64_t window;                /* current window size in bytes */
+	uint64_t fill_parts;            /* parts written to the local copy */
+	uint64_t fill_reads;            /* reads (or pieces) served from it */
 };
 
 struct reader;

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/workq.h"
+#include "fs/fdata.h"
 #include "fs/reader.h"
 #include "store/store.h"
 #include "store/store_fault.h"
@@ -541,6 +542,165 @@ TEST(random_small_reads)
 	env_release(&e);
 }
 
+/* ---- the local copy of an object read at random ---- */
+
+/* A staging directory of its own with limit bytes of budget. */
+static struct fdata_disk *disk_new(char *dir, uint64_t limit)
+{
+	strcpy(dir, "/tmp/cm-test-reader-XXXXXX");
+	REQUIRE(mkdtemp(dir) != NULL);
+	return fdata_disk_create(dir, limit);
+}
+
+static void disk_done(struct fdata_disk *d, const char *dir)
+{
+	CHECK_INT(fdata_disk_used(d), 0);
+	fdata_disk_destroy(d);
+	rmdir(dir);
+}
+
+/* n random 4 KiB reads, each checked; returns the number that failed or were wrong. */
+static int random_reads(struct env *e, struct reader *r, int n, uint64_t *x)
+{
+	char buf[4096];
+	struct cm_err err;
+	int bad = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint64_t off;
+		*x = *x * 6364136223846793005ULL + 1442695040888963407ULL;
+		off = (*x >> 20) % (e->size - sizeof(buf));
+		if (reader_read(r, off, sizeof(buf), buf, &err) != (ssize_t)sizeof(buf) ||
+		    memcmp(buf, e->data + off, sizeof(buf)) != 0)
+			bad++;
+	}
+	return bad;
+}
+
+/* Wait (up to 10 s) until the copy has every part; returns the parts it has. */
+static uint64_t wait_filled(struct reader *r, uint64_t parts)
+{
+	struct reader_stats st;
+
+	for (int i = 0; i < 1000; i++) {
+		reader_stats(r, &st);
+		if (st.fill_parts >= parts)
+			break;
+		sleep_ms(10);
+	}
+	return st.fill_parts;
+}
+
+/*
+ * After fill_after random reads the whole object is copied to disk in the
+ * background, and random reads are then answered from the copy: no more GETs.
+ * The copy's disk goes back when the reader goes.
+ */
+TEST(random_reads_fill_a_local_copy)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	struct reader_stats st;
+	char dir[64];
+	struct fdata_disk *disk = disk_new(dir, 1024 * MIB);
+	uint64_t x = 99, gets;
+
+	env_init(&e, 4 * MIB + 777, 4, 16 * MIB, 0);
+	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
+	o.disk = disk;
+	o.fill_after = 4;
+	r = open_reader(&e, &o);
+	CHECK_INT(random_reads(&e, r, 3, &x), 0);
+	reader_stats(r, &st);
+	CHECK_INT(st.fill_parts, 0);            /* not yet */
+	CHECK_INT(random_reads(&e, r, 1, &x), 0);
+	CHECK_INT(wait_filled(r, 17), 17);      /* 16 parts and the odd end */
+	CHECK(fdata_disk_used(disk) >= e.size);
+	gets = store_mem_calls(e.mem, STORE_OP_GET);
+	CHECK_INT(random_reads(&e, r, 200, &x), 0);
+	CHECK_INT(store_mem_calls(e.mem, STORE_OP_GET), gets);
+	reader_stats(r, &st);
+	CHECK(st.fill_reads >= 200);
+	/* a sequential read over it is still right */
+	CHECK_INT(read_span(&e, r, 0, e.size, 100 * KIB, &(struct cm_err){ 0 }), e.size);
+	reader_destroy(r);
+	CHECK_INT(membudget_used(e.budget), 0);
+	env_release(&e);
+	disk_done(disk, dir);
+}
+
+/* No copy with fill_after 0, nor when it would take over half the staging budget. */
+TEST(no_local_copy_without_room)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	struct reader_stats st;
+	char dir[64];
+	struct fdata_disk *disk = disk_new(dir, 8 * MIB);
+	uint64_t x = 5;
+
+	env_init(&e, 4 * MIB + 1, 4, 16 * MIB, 0);
+	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
+	o.disk = disk;
+	o.fill_after = 0;
+	r = open_reader(&e, &o);
+	CHECK_INT(random_reads(&e, r, 40, &x), 0);
+	reader_stats(r, &st);
+	CHECK_INT(st.fill_parts, 0);
+	CHECK_INT(st.gets, 40);
+	reader_destroy(r);
+
+	o.fill_after = 2;               /* 4 MiB + 1 > half of 8 MiB */
+	r = open_reader(&e, &o);
+	CHECK_INT(random_reads(&e, r, 40, &x), 0);
+	sleep_ms(50);
+	reader_stats(r, &st);
+	CHECK_INT(st.fill_parts, 0);
+	CHECK_INT(st.gets, 40);
+	CHECK_INT(fdata_disk_used(disk), 0);
+	reader_destroy(r);
+	env_release(&e);
+	disk_done(disk, dir);
+}
+
+/*
+ * Faults while filling: GETs cut in the middle are resumed, so the copy
+ * completes and every byte read is right; a reader destroyed while its copy
+ * is being filled (slow GETs) returns, and gives back its disk.
+ */
+TEST(local_copy_with_faults_and_destroy)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	char dir[64];
+	struct fdata_disk *disk = disk_new(dir, 1024 * MIB);
+	uint64_t x = 7;
+
+	env_init(&e, 3 * MIB, 4, 16 * MIB, 0);
+	store_fault_set_truncate_gets(e.fault, 0.3);
+	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
+	o.disk = disk;
+	o.fill_after = 2;
+	r = open_reader(&e, &o);
+	CHECK_INT(random_reads(&e, r, 2, &x), 0);
+	CHECK_INT(wait_filled(r, 12), 12);
+	CHECK_INT(random_reads(&e, r, 100, &x), 0);
+	reader_destroy(r);
+
+	store_fault_set_truncate_gets(e.fault, 0);
+	store_fault_set_delay(e.fault, 30);
+	r = open_reader(&e, &o);
+	CHECK_INT(random_reads(&e, r, 2, &x), 0);
+	sleep_ms(40);                   /* the fill's first GETs are under way */
+	reader_destroy(r);
+	CHECK_INT(fdata_disk_used(disk), 0);
+	env_release(&e);                /* runs the fill jobs still queued */
+	disk_done(disk, dir);
+}
+
 TEST(eof_and_odd_sizes)
 {
 	struct env e;
@@ -971,6 +1131,9 @@ TH_MAIN_BEGIN("test_reader")
 	RUN(reads_served_while_part_arrives);
 	RUN(out_of_order_reads_stay_sequential);
 	RUN(random_small_reads);
+	RUN(random_reads_fill_a_local_copy);
+	RUN(no_local_copy_without_room);
+	RUN(local_copy_with_faults_and_destroy);
 	RUN(eof_and_odd_sizes);
 	RUN(empty_object);
 	RUN(concurrent_streams);
