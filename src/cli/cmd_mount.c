@@ -597,6 +597,16 @@ static int run_mount(struct mount_opts *m, const struct s3_url *url, int report_
 	cfg.concurrency = m->conn.concurrency > 4 ? 4 : m->conn.concurrency;
 	cfg.copy_threshold = m->copy_threshold;
 	cfg.fill_after = m->fill_after >= 0 ? (unsigned)m->fill_after : 16;
+	/*
+	 * Read-ahead may use what the memory limit gives (the parts come from
+	 * it): at 20 ms a round trip, 64 MiB keeps 8 parts in flight only
+	 * until one is late, as later ones cannot start before the reader has
+	 * taken it; with 200 MiB, 1 GiB read in 1.34-1.40 s instead of
+	 * 1.43-1.54 s.
+	 */
+	cfg.read_window = m->conn.memory_limit > (256ULL << 20) ? 256ULL << 20 : m->conn.memory_limit;
+	if (cfg.read_window < (64ULL << 20))
+		cfg.read_window = 0;
 	fs = fs_create(&cfg);
 
 	opts = xasprintf("fsname=cloudmount:%s,subtype=cloudmount,default_permissions%s%s%s", url->bucket,

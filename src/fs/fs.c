@@ -3071,6 +3071,7 @@ struct fs *fs_create(const struct fs_config *cfg)
 		.workq = cfg->workq,
 		.disk = cfg->disk,
 		.fill_after = cfg->fill_after,
+		.max_window = cfg->read_window,
 	};
 	root = inode_new(fs, "", S_IFDIR);
 	root->nlookup = 1;

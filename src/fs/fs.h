@@ -39,6 +39,7 @@ struct fs_config {
 	uint64_t part_size;             /* upload part size; 0: 8 MiB */
 	int concurrency;                /* parts in flight per file; 0: 4 */
 	uint64_t copy_threshold;        /* server-side copies above this use multipart copy; 0: 5 GiB */
+	uint64_t read_window;           /* how far sequential reads fetch ahead; 0: 64 MiB */
 	unsigned fill_after;            /* random reads of a file before it is copied whole to
 					   disk (reader.h); 0: never */
 	int no_listing_refresh;         /* a lookup in a directory whose listing expired never
