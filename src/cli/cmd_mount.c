@@ -432,13 +432,13 @@ static void write_stats(struct stats_writer *w)
 		", \"listings\": %" PRIu64 ", \"fs_heads\": %" PRIu64 ", \"commits\": %" PRIu64
 		", \"commit_failures\": %" PRIu64 ", \"skipped_keys\": %" PRIu64 ", \"memory_used\": %" PRIu64
 		", \"memory_peak\": %" PRIu64 ", \"staging_bytes\": %" PRIu64 ", \"dirty_files\": %" PRIu64
-		", \"dirty_bytes\": %" PRIu64 "}\n",
+		", \"dirty_bytes\": %" PRIu64 ", \"files_ahead\": %" PRIu64 "}\n",
 		(int)getpid(), hs.requests, hs.retries, hs.failures, hs.bytes_up, hs.bytes_down, hs.in_flight,
 		hs.by_method[HTTP_M_GET], hs.by_method[HTTP_M_HEAD], hs.by_method[HTTP_M_PUT],
 		hs.by_method[HTTP_M_POST], hs.by_method[HTTP_M_DELETE], fsst.lookups_remote, fsst.lookups_cached,
 		fsst.listings, fsst.heads, fsst.commits, fsst.commit_failures, fsst.skipped_keys,
 		membudget_used(w->budget), membudget_peak(w->budget), fdata_disk_used(w->disk), fsst.dirty_files,
-		fsst.dirty_bytes);
+		fsst.dirty_bytes, fsst.ahead_hits);
 	fclose(f);
 	rename(tmp, w->path);
 	free(tmp);

@@ -97,6 +97,8 @@ struct fs_inode {
 	struct listing *streaming;      /* directories: a listing being fetched for opendir */
 	int64_t listing_expiry;
 	int listing_pending;            /* directories: a walk-ahead fetch is on its way */
+	size_t file_next;               /* directories: 1 + the listing index of the file
+					   opened last (0: none), for the file read-ahead */
 	size_t walk_next;               /* directories: 1 + the listing index of the child
 					   opened last (0: none), to see a recursive walk */
 	uint64_t changes;               /* directories: our changes of its entries (create, commit,
@@ -120,6 +122,8 @@ struct fs_dirhandle {
 	struct fs_inode *dir;
 };
 
+struct file_ahead;
+
 struct fs {
 	struct fs_config cfg;
 	pthread_mutex_t lock;
@@ -135,13 +139,22 @@ struct fs {
 	struct reader_opts reader_opts;
 	struct fuse_session *session;   /* for cache invalidation; set once before the loop */
 	int walk_fetches;               /* walk-ahead listings in flight; protected by lock */
-	pthread_cond_t walk_done;       /* signalled when walk_fetches drops */
+	pthread_cond_t walk_done;       /* signalled when walk_fetches or ahead_jobs drops */
+	struct file_ahead *ahead;       /* files read ahead; protected by lock */
+	uint64_t ahead_bytes;           /* their sizes; protected by lock */
+	int ahead_jobs;                 /* their GETs in flight; protected by lock */
 	pthread_cond_t listing_grown;   /* signalled when a listing being fetched grows or ends */
 };
 
 /* A recursive walk (find, du, cp -r, rsync) lists this many sibling directories ahead. */
 #define WALK_AHEAD 8
 #define WALK_MAX_IN_FLIGHT 16
+/* A walk reading every file of a directory gets this many files fetched ahead, */
+#define FILE_AHEAD 8
+/* holding at most this much of the memory budget. */
+#define FILE_AHEAD_BYTES (32ULL << 20)
+/* A file fetched ahead and not opened within this long is let go. */
+#define FILE_AHEAD_KEEP_MS 5000
 /* An expired listing of at most this many entries is fetched again on a lookup miss. */
 #define REFRESH_MAX_ENTRIES 10000
 
@@ -2279,6 +2292,201 @@ static enum cm_status revalidate(struct fs *fs, struct fs_inode *in, int force)
 	return st;
 }
 
+/*
+ * File read-ahead: a walk that reads every file of a directory (cp -r out,
+ * tar c, grep -r, a backup, reading a tree back) opens the files one after
+ * the other in the order readdir gave them, and each open costs a GET round
+ * trip before the program can go on. When a directory's file is opened right
+ * after the one before it in that order (and the one before that), the next
+ * FILE_AHEAD files that fit in one part are fetched whole, in parallel, on the
+ * work queue, into buffers of the memory budget (only what is free now: it
+ * never waits, nor holds more than FILE_AHEAD_BYTES); their open takes the
+ * bytes over (reader_adopt) if the object is still the one listed (ETag).
+ * What is not opened within FILE_AHEAD_KEEP_MS is let go. Skipped with TTL 0
+ * (every open asks the store).
+ */
+enum { FA_FETCHING, FA_READY, FA_FAILED };
+
+struct file_ahead {
+	struct file_ahead *next;
+	struct fs *fs;
+	char *path;
+	char *etag;                     /* as listed; the GET must return it */
+	uint64_t size;
+	char *data;                     /* size bytes of the budget */
+	int state;                      /* FA_*, under fs->lock */
+	int dropped;                    /* unlinked while FETCHING: the job frees it */
+	int64_t born_ms;
+};
+
+static void ahead_free(struct fs *fs, struct file_ahead *a)
+{
+	membudget_free(fs->cfg.budget, a->data, (size_t)a->size);
+	free(a->path);
+	free(a->etag);
+	free(a);
+}
+
+/* Unlink *pp and free it (or leave it to its job). Caller holds the lock. */
+static void ahead_drop(struct fs *fs, struct file_ahead **pp)
+{
+	struct file_ahead *a = *pp;
+
+	*pp = a->next;
+	fs->ahead_bytes -= a->size;
+	if (a->state == FA_FETCHING)
+		a->dropped = 1;
+	else
+		ahead_free(fs, a);
+}
+
+struct ahead_sink {
+	const char *want_etag;
+	const struct s3_object_head *head;
+	char *dst;
+	uint64_t cap, got;
+};
+
+static int ahead_sink_fn(void *ctx, const char *data, size_t len)
+{
+	struct ahead_sink *k = ctx;
+
+	if (k->got == 0 && k->head->etag && k->want_etag[0] && strcmp(k->head->etag, k->want_etag))
+		return -1;      /* another version than listed: not the bytes an open expects */
+	if (len > k->cap - k->got)
+		return -1;
+	memcpy(k->dst + k->got, data, len);
+	k->got += len;
+	return 0;
+}
+
+static void ahead_run(void *arg)
+{
+	struct file_ahead *a = arg;
+	struct fs *fs = a->fs;
+	struct s3_object_head head;
+	struct ahead_sink k = { a->etag, &head, a->data, a->size, 0 };
+	struct cm_err err;
+	enum cm_status st;
+
+	memset(&head, 0, sizeof(head));
+	st = store_get(fs->cfg.store, a->path, 0, a->size, ahead_sink_fn, &k, &head, NULL, &err);
+	if (st == CM_OK && (k.got != a->size || (head.etag && a->etag[0] && strcmp(head.etag, a->etag))))
+		st = CM_E_PRECONDITION;
+	s3_object_head_release(&head);
+	pthread_mutex_lock(&fs->lock);
+	if (a->dropped)
+		ahead_free(fs, a);
+	else
+		a->state = st == CM_OK ? FA_READY : FA_FAILED;
+	fs->ahead_jobs--;
+	pthread_cond_broadcast(&fs->walk_done);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/*
+ * The bytes of in fetched ahead, if they are its current object: waits for a
+ * fetch on its way. Returns the buffer (in->attr.size bytes of the budget,
+ * now the caller's) or NULL. Caller holds the lock.
+ */
+static char *ahead_claim(struct fs *fs, struct fs_inode *in)
+{
+	struct file_ahead **pp = &fs->ahead, *a;
+	char *data = NULL;
+
+	while (*pp && strcmp((*pp)->path, in->path))
+		pp = &(*pp)->next;
+	if (!*pp)
+		return NULL;
+	a = *pp;
+	while (a->state == FA_FETCHING && !a->dropped)
+		pthread_cond_wait(&fs->walk_done, &fs->lock);
+	if (a->dropped)
+		return NULL;    /* let go meanwhile (fs_destroy) */
+	for (pp = &fs->ahead; *pp != a; pp = &(*pp)->next)
+		;
+	if (a->state == FA_READY && a->size == in->attr.size && !strcmp(a->etag, in->etag)) {
+		data = a->data;
+		a->data = NULL;
+		fs->stats.ahead_hits++;
+	}
+	ahead_drop(fs, pp);
+	return data;
+}
+
+/* file was just opened for reading. Caller holds the lock. */
+static void file_ahead(struct fs *fs, struct fs_inode *file)
+{
+	const char *name;
+	struct fs_inode *parent = parent_of(fs, file, &name);
+	const struct listing_entry *le;
+	struct file_ahead **pp;
+	int64_t now = util_now_ms();
+	size_t idx, seen = 0;
+	int walking;
+
+	/* let go of what was not opened in time */
+	for (pp = &fs->ahead; *pp;) {
+		if ((*pp)->state != FA_FETCHING && now - (*pp)->born_ms > FILE_AHEAD_KEEP_MS)
+			ahead_drop(fs, pp);
+		else
+			pp = &(*pp)->next;
+	}
+	if (!parent || !parent->listing || fs->ttl_ms <= 0 || !fs->cfg.workq || !fs->cfg.budget)
+		return;
+	le = listing_find(parent->listing, name);
+	if (!le)
+		return;
+	idx = (size_t)(le - parent->listing->e);
+	/* the file after the one opened before (other entries in between) */
+	walking = parent->file_next && idx >= parent->file_next && idx - parent->file_next < FILE_AHEAD;
+	parent->file_next = idx + 1;
+	if (!walking)
+		return;
+	for (size_t i = idx + 1; i < parent->listing->n && seen < FILE_AHEAD; i++) {
+		const struct listing_entry *e = &parent->listing->e[i];
+		struct file_ahead *a;
+		struct fs_inode *sib;
+		char *spath;
+		int skip;
+
+		if (e->type != S_IFREG)
+			continue;
+		seen++;
+		if (e->size == 0 || e->size > fs->reader_opts.part_size ||
+		    fs->ahead_bytes + e->size > FILE_AHEAD_BYTES)
+			continue;
+		spath = join_path(parent->path, e->name);
+		for (a = fs->ahead; a && strcmp(a->path, spath); a = a->next)
+			;
+		sib = find_path(fs, spath);
+		/* already here, or being written (its bytes are not the store's) */
+		skip = a || (sib && (sib->data || sib->local || strcmp(sib->etag, e->etag)));
+		if (!skip) {
+			a = xcalloc(1, sizeof(*a));
+			a->data = membudget_try_alloc(fs->cfg.budget, (size_t)e->size);
+			skip = !a->data;
+			if (skip) {
+				free(a);
+			} else {
+				a->fs = fs;
+				a->path = spath;
+				spath = NULL;
+				a->etag = xstrdup(e->etag);
+				a->size = e->size;
+				a->state = FA_FETCHING;
+				a->born_ms = now;
+				a->next = fs->ahead;
+				fs->ahead = a;
+				fs->ahead_bytes += a->size;
+				fs->ahead_jobs++;
+				workq_submit(fs->cfg.workq, ahead_run, a);
+			}
+		}
+		free(spath);
+	}
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -2287,6 +2495,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int acc = fi->flags & O_ACCMODE;
 	int writable = acc == O_WRONLY || acc == O_RDWR;
 	struct fdata *truncate_data = NULL;
+	char *ahead = NULL;             /* the object's bytes, fetched ahead */
+	uint64_t ahead_size = 0;
 	enum cm_status st;
 
 	if (writable && fs->cfg.read_only) {
@@ -2309,8 +2519,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	pthread_mutex_lock(&fs->lock);
+	if (!writable && !in->data)
+		ahead = ahead_claim(fs, in);    /* may wait for it (the lock is let go) */
 	if (S_ISDIR(in->attr.mode)) {
 		pthread_mutex_unlock(&fs->lock);
+		membudget_free(fs->cfg.budget, ahead, (size_t)in->attr.size);
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
@@ -2329,9 +2542,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	free(in->open_etag);
 	in->open_etag = xstrdup(in->etag);
 	in->open_count++;
-	if (!in->data)
+	if (!in->data) {
 		h->reader = reader_create(fs->cfg.store, in->path, in->attr.size, in->etag, &fs->reader_opts);
+		if (ahead && reader_adopt(h->reader, ahead) == 0)
+			ahead = NULL;
+		file_ahead(fs, in);
+	}
+	ahead_size = in->attr.size;
 	pthread_mutex_unlock(&fs->lock);
+	membudget_free(fs->cfg.budget, ahead, (size_t)ahead_size);
 	if (truncate_data)
 		fdata_truncate(truncate_data, 0, NULL); /* the handle's open_count keeps it alive */
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -3144,8 +3363,10 @@ void fs_destroy(struct fs *fs)
 	if (!fs)
 		return;
 	pthread_mutex_lock(&fs->lock);
-	while (fs->walk_fetches)
+	while (fs->walk_fetches || fs->ahead_jobs)
 		pthread_cond_wait(&fs->walk_done, &fs->lock);
+	while (fs->ahead)
+		ahead_drop(fs, &fs->ahead);
 	pthread_mutex_unlock(&fs->lock);
 	pthread_cond_destroy(&fs->walk_done);
 	pthread_cond_destroy(&fs->listing_grown);

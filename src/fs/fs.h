@@ -66,6 +66,7 @@ struct fs_stats {
 	uint64_t lookups_remote;        /* lookups that needed the store */
 	uint64_t lookups_cached;        /* answered from a listing or the inode table */
 	uint64_t listings;              /* directory listings fetched */
+	uint64_t ahead_hits;            /* opens served by the file read-ahead */
 	uint64_t heads;                 /* HEAD requests made */
 	uint64_t commits;
 	uint64_t commit_failures;

@@ -131,6 +131,7 @@ struct part {
 	int busy;                       /* a job works on it (waiting for budget or fetching) */
 	int pins;                       /* lent to reader_read_reply callers */
 	int orphan;                     /* unlinked while busy or pinned: the last user frees it */
+	int fresh;                      /* adopted and not read yet: kept whatever the streams want */
 	struct part *next;
 };
 
@@ -708,7 +709,7 @@ static void drop_unwanted(struct reader *r)
 
 	while (*pp) {
 		struct part *p = *pp;
-		if (part_wanted(r, p->index)) {
+		if (p->fresh || part_wanted(r, p->index)) {
 			pp = &p->next;
 		} else {
 			*pp = p->next;
@@ -826,6 +827,7 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 
 		if (p && (p->state == PART_READY || p->state == PART_FETCHING)) {
 			/* what has arrived of the part, from pos on */
+			p->fresh = 0;
 			uint64_t start = index * r->part_size, have = start + part_have(p);
 			uint64_t n = (end < part_end ? end : part_end) - pos;
 			if (have > pos) {
@@ -933,6 +935,7 @@ static int pin_ready(struct reader *r, uint64_t off, uint64_t end, struct iovec 
 			*fetching = usable && p->state == PART_FETCHING && n < max;
 			return 0;
 		}
+		p->fresh = 0;
 		iov[n].iov_base = p->data + (pos - start);
 		iov[n].iov_len = (size_t)(stop - pos);
 		pinned[n++] = p;
@@ -1006,6 +1009,24 @@ ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_rep
 	}
 	free(buf);
 	return ret;
+}
+
+int reader_adopt(struct reader *r, char *data)
+{
+	struct part *p;
+
+	if (r->size == 0 || r->size > r->part_size)
+		return -1;
+	p = xcalloc(1, sizeof(*p));
+	p->len = (size_t)r->size;
+	p->data = data;
+	p->state = PART_READY;
+	p->fresh = 1;
+	pthread_mutex_lock(&r->lock);
+	p->next = r->parts;
+	r->parts = p;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }
 
 void reader_stats(struct reader *r, struct reader_stats *out)

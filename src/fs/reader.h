@@ -93,6 +93,14 @@ typedef void (*reader_reply_fn)(void *ctx, const struct iovec *iov, int n);
 ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_reply_fn reply,
 			  void *ctx, struct cm_err *err);
 
+/*
+ * Give a new reader the whole object, already fetched (size <= part size):
+ * data, of size bytes from membudget_alloc of the reader's budget, becomes
+ * the reader's (freed as its part). Before any read; returns 0, or -1 (the
+ * caller keeps data) when it does not fit in one part.
+ */
+int reader_adopt(struct reader *r, char *data);
+
 void reader_stats(struct reader *r, struct reader_stats *out);
 
 /* Waits for fetches in flight, frees every part. NULL is a no-op. */

@@ -184,6 +184,31 @@ void *membudget_alloc(struct membudget *b, size_t n)
 	return p;
 }
 
+void *membudget_try_alloc(struct membudget *b, size_t n)
+{
+	void *p;
+
+	pthread_mutex_lock(&b->lock);
+	p = cache_take(b, n);
+	if (!p) {
+		cache_trim(b, n);
+		if (b->used + b->cached + n > b->limit) {
+			pthread_mutex_unlock(&b->lock);
+			return NULL;
+		}
+	}
+	b->used += n;
+	if (b->used > b->peak)
+		b->peak = b->used;
+	pthread_mutex_unlock(&b->lock);
+	if (!p) {
+		p = big_alloc(n);
+		if (!p)
+			membudget_release(b, n);
+	}
+	return p;
+}
+
 void membudget_free(struct membudget *b, void *p, size_t n)
 {
 	if (!p)

@@ -39,6 +39,8 @@ void membudget_release(struct membudget *b, uint64_t n);
  * earlier (its contents are undefined). NULL if malloc fails (nothing taken).
  */
 void *membudget_alloc(struct membudget *b, size_t n);
+/* membudget_alloc when n bytes fit in the limit now, else NULL at once (nothing taken). */
+void *membudget_try_alloc(struct membudget *b, size_t n);
 /* Give back a buffer of n bytes from membudget_alloc (and its n bytes). NULL: no-op. */
 void membudget_free(struct membudget *b, void *p, size_t n);
 uint64_t membudget_used(struct membudget *b);

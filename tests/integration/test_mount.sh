@@ -84,6 +84,18 @@ it "ls -l sent no HEAD per entry (heads $heads0 -> $heads1)" test $((heads1 - he
 it "stat of each listed file right after costs nothing" sh -c "stat '$MNT'/many/* >/dev/null"
 heads2=$(stat_field head)
 it "still no HEAD (heads $heads1 -> $heads2)" test "$heads1" = "$heads2"
+# reading every file of a directory in readdir order (cp -r, tar c, grep -r)
+# gets the next ones fetched ahead: the opens find their bytes there
+ahead0=$(stat_field files_ahead)
+it "reading the 300 files in readdir order gives their bytes" $PY -c '
+import os, sys
+d, src = sys.argv[1], sys.argv[2]
+names = os.listdir(d)
+bad = [n for n in names if open(os.path.join(d, n), "rb").read() != open(os.path.join(src, n), "rb").read()]
+if len(names) != 300 or bad:
+    sys.exit(f"{len(names)} names, {len(bad)} differ, e.g. {bad[:3]}")' "$MNT/many" "$WORK"
+ahead1=$(stat_field files_ahead)
+it "most opens took bytes fetched ahead ($ahead0 -> $ahead1)" test $((ahead1 - ahead0)) -ge 250
 
 # writing
 it "echo > file writes a new object" sh -c "echo hello > '$MNT/new.txt'"

@@ -2445,6 +2445,68 @@ TEST(test_walk_ahead)
 	env_release(&e);
 }
 
+/* read_whole of ino must give want. */
+static void check_read(struct env *e, fuse_ino_t ino, const char *want)
+{
+	int rc;
+	char *got = read_whole(e, ino, 4096, &rc);
+
+	CHECK_INT(rc, 0);
+	CHECK_STR(got ? got : "(null)", want);
+	free(got);
+}
+
+/*
+ * File read-ahead: reading a directory's files one after the other in
+ * listing order gets the next ones fetched whole in parallel, each file is
+ * fetched once, and the opens take the bytes fetched ahead. A lone open, or
+ * going back, fetches nothing ahead.
+ */
+TEST(test_file_ahead)
+{
+	struct env e;
+	struct dlist dir;
+	struct fs_stats st;
+	fuse_ino_t r, ino[20];
+	char key[32], body[20][64];
+
+	env_init(&e, 60);
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "r/f%02d", i);
+		snprintf(body[i], sizeof(body[i]), "the bytes of file %d, not another", i);
+		put(&e, key, body[i]);
+	}
+	put(&e, "r/f04d/x", "in a subdirectory");
+	r = lookup_ino(&e, ROOT, "r");
+	REQUIRE(list_dir(&e, r, 1, 65536, &dir) == 0);
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "f%02d", i);
+		ino[i] = lookup_ino(&e, r, key);
+	}
+	reset_calls(&e);
+	check_read(&e, ino[7], body[7]);
+	check_read(&e, ino[0], body[0]);        /* going back: no walk */
+	sleep_ms(50);
+	CHECK_INT(calls(&e, STORE_OP_GET), 2);
+	check_read(&e, ino[1], body[1]);        /* the next in order: f02..f09 ahead */
+	for (int i = 0; i < 500 && calls(&e, STORE_OP_GET) < 3 + 8; i++)
+		sleep_ms(10);
+	sleep_ms(50);
+	CHECK_INT(calls(&e, STORE_OP_GET), 3 + 8);
+	for (int i = 2; i < 20; i++)
+		if (i != 7)
+			check_read(&e, ino[i], body[i]);
+	check_read(&e, ino[7], body[7]);
+	sleep_ms(50);
+	/* every file once, and f07 (read before the walk came to it) twice */
+	CHECK_INT(calls(&e, STORE_OP_GET), 21);
+	fs_get_stats(e.fs, &st);
+	CHECK_INT(st.ahead_hits, 18);   /* f02..f19 */
+	forget_listed(&e, &dir);
+	dlist_release(&dir);
+	env_release(&e);        /* every buffer back in the budget */
+}
+
 /* ---- faults ---- */
 
 /* Each failing request gives a clean errno, and the next try works. */
@@ -2941,6 +3003,7 @@ TH_MAIN_BEGIN("test_fs_ops")
 	RUN(test_commit_all);
 	RUN(test_rename_dir_commits_its_files_only);
 	RUN(test_walk_ahead);
+	RUN(test_file_ahead);
 	RUN(test_listing_refresh);
 	RUN(test_listing_streams);
 	RUN(test_stream_not_shared_after_change);
