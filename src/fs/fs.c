@@ -2340,6 +2340,17 @@ static void ahead_drop(struct fs *fs, struct file_ahead **pp)
 		ahead_free(fs, a);
 }
 
+/* Let go of what was not opened in time. Caller holds the lock. */
+static void ahead_expire(struct fs *fs, int64_t now)
+{
+	for (struct file_ahead **pp = &fs->ahead; *pp;) {
+		if ((*pp)->state != FA_FETCHING && now - (*pp)->born_ms > FILE_AHEAD_KEEP_MS)
+			ahead_drop(fs, pp);
+		else
+			pp = &(*pp)->next;
+	}
+}
+
 struct ahead_sink {
 	const char *want_etag;
 	const struct s3_object_head *head;
@@ -2379,6 +2390,7 @@ static void ahead_run(void *arg)
 		ahead_free(fs, a);
 	else
 		a->state = st == CM_OK ? FA_READY : FA_FAILED;
+	ahead_expire(fs, util_now_ms());
 	fs->ahead_jobs--;
 	pthread_cond_broadcast(&fs->walk_done);
 	pthread_mutex_unlock(&fs->lock);
@@ -2391,27 +2403,44 @@ static void ahead_run(void *arg)
  */
 static char *ahead_claim(struct fs *fs, struct fs_inode *in)
 {
-	struct file_ahead **pp = &fs->ahead, *a;
+	struct file_ahead **pp, *a;
 	char *data = NULL;
 
-	while (*pp && strcmp((*pp)->path, in->path))
-		pp = &(*pp)->next;
-	if (!*pp)
-		return NULL;
-	a = *pp;
-	while (a->state == FA_FETCHING && !a->dropped)
+	for (;;) {
+		/* looked up again after each wait: it may have been claimed or let go */
+		for (pp = &fs->ahead; *pp && strcmp((*pp)->path, in->path); pp = &(*pp)->next)
+			;
+		a = *pp;
+		if (!a || a->state != FA_FETCHING)
+			break;
 		pthread_cond_wait(&fs->walk_done, &fs->lock);
-	if (a->dropped)
-		return NULL;    /* let go meanwhile (fs_destroy) */
-	for (pp = &fs->ahead; *pp != a; pp = &(*pp)->next)
-		;
-	if (a->state == FA_READY && a->size == in->attr.size && !strcmp(a->etag, in->etag)) {
+	}
+	if (!a)
+		return NULL;
+	if (a->state == FA_READY && a->size == in->attr.size && !strcmp(a->etag, in->etag) &&
+	    util_now_ms() - a->born_ms <= FILE_AHEAD_KEEP_MS) {
 		data = a->data;
 		a->data = NULL;
 		fs->stats.ahead_hits++;
 	}
 	ahead_drop(fs, pp);
 	return data;
+}
+
+/* The name of path in directory dir (a child, not deeper), or NULL. */
+static const char *child_name(const char *dir, const char *path)
+{
+	size_t dlen = strlen(dir);
+
+	if (strncmp(path, dir, dlen) != 0)
+		return NULL;
+	path += dlen;
+	if (dlen) {
+		if (*path != '/')
+			return NULL;
+		path++;
+	}
+	return *path && !strchr(path, '/') ? path : NULL;
 }
 
 /* file was just opened for reading. Caller holds the lock. */
@@ -2422,22 +2451,27 @@ static void file_ahead(struct fs *fs, struct fs_inode *file)
 	const struct listing_entry *le;
 	struct file_ahead **pp;
 	int64_t now = util_now_ms();
+	uint64_t max_size;
 	size_t idx, seen = 0;
 	int walking;
 
-	/* let go of what was not opened in time */
-	for (pp = &fs->ahead; *pp;) {
-		if ((*pp)->state != FA_FETCHING && now - (*pp)->born_ms > FILE_AHEAD_KEEP_MS)
-			ahead_drop(fs, pp);
-		else
-			pp = &(*pp)->next;
-	}
+	ahead_expire(fs, now);
 	if (!parent || !parent->listing || fs->ttl_ms <= 0 || !fs->cfg.workq || !fs->cfg.budget)
 		return;
+	max_size = fs->reader_opts.part_size ? fs->reader_opts.part_size : 8ULL << 20;
 	le = listing_find(parent->listing, name);
 	if (!le)
 		return;
 	idx = (size_t)(le - parent->listing->e);
+	/* let go of this directory's files the walk went past */
+	for (pp = &fs->ahead; *pp;) {
+		const char *n = child_name(parent->path, (*pp)->path);
+		const struct listing_entry *pe = n ? listing_find(parent->listing, n) : NULL;
+		if (pe && pe < le)
+			ahead_drop(fs, pp);
+		else
+			pp = &(*pp)->next;
+	}
 	/* the file after the one opened before (other entries in between) */
 	walking = parent->file_next && idx >= parent->file_next && idx - parent->file_next < FILE_AHEAD;
 	parent->file_next = idx + 1;
@@ -2453,7 +2487,7 @@ static void file_ahead(struct fs *fs, struct fs_inode *file)
 		if (e->type != S_IFREG)
 			continue;
 		seen++;
-		if (e->size == 0 || e->size > fs->reader_opts.part_size ||
+		if (e->size == 0 || e->size > max_size ||
 		    fs->ahead_bytes + e->size > FILE_AHEAD_BYTES)
 			continue;
 		spath = join_path(parent->path, e->name);
