@@ -38,6 +38,7 @@
 #include "common/util.h"
 #include "config/remotes.h"
 #include "fs/fs.h"
+#include "fs/reader.h"
 #include "s3/sigv4.h"
 
 struct mount_opts {
@@ -667,6 +668,7 @@ out_release:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
+	reader_shutdown();      /* files never released may still be read ahead or copied */
 	fs_destroy(fs);
 	metacache_close(metacache);
 	fdata_disk_destroy(disk);

@@ -102,11 +102,19 @@
 #define READER_WANT_WAIT_MS 5   /* how long a read waits for a part to get its memory */
 #define READER_REPLY_IOV 8      /* parts one reader_read_reply may lend at once */
 #define READER_PUBLISH (128 * 1024)     /* a part's bytes are shown to reads in steps of this */
-#define READER_FILL_JOBS 8      /* parts of the local copy fetched at once, at most */
+#define READER_FILL_JOBS 4      /* parts of the local copy fetched at once, at most */
 #define READER_FILL_FAILURES 3  /* failed parts after which the fill stops */
 
 enum fill_part { FILL_MISSING = 0, FILL_BUSY, FILL_HAVE };
-enum fill_state { FILL_NONE = 0, FILL_RUNNING, FILL_STOPPED };
+enum fill_state { FILL_NONE = 0, FILL_STARTING, FILL_RUNNING, FILL_STOPPED };
+
+/*
+ * Mount-wide: reader_shutdown sets stopping, then waits until no fetch is
+ * running (fetch_range counts itself in fetching before it looks at
+ * stopping, so none starts unseen).
+ */
+static atomic_int reader_stopping;
+static atomic_int reader_fetching;
 
 /* macOS has no pthread_condattr_setclock */
 #ifdef __APPLE__
@@ -310,6 +318,8 @@ static int fill_sink_fn(void *ctx, const char *data, size_t len)
 	}
 	if (len > f->cap - f->got)
 		return -1;
+	if (atomic_load(&reader_stopping))
+		return -1;
 	if (f->fd >= 0) {
 		if (atomic_load(&f->r->fill_stop))
 			return -1;
@@ -360,6 +370,12 @@ static enum cm_status fetch_range(struct reader *r, struct part *part, int fd, u
 	enum cm_status st = CM_OK;
 	int failures = 0;
 
+	atomic_fetch_add(&reader_fetching, 1);
+	if (atomic_load(&reader_stopping)) {
+		atomic_fetch_sub(&reader_fetching, 1);
+		return cm_err_set(err, CM_E_CANCELLED, "the mount is stopping");
+	}
+
 	while (sink.got < len) {
 		struct s3_object_head head;
 		size_t before = sink.got;
@@ -397,6 +413,7 @@ static enum cm_status fetch_range(struct reader *r, struct part *part, int fd, u
 	pthread_mutex_lock(&r->lock);
 	count_fetched(&sink);
 	pthread_mutex_unlock(&r->lock);
+	atomic_fetch_sub(&reader_fetching, 1);
 	return st;
 }
 
@@ -535,67 +552,74 @@ static uint64_t fill_pick(struct reader *r)
 	return UINT64_MAX;
 }
 
-/* A fill job (holding a reference): fetch missing parts into the copy until none is left. */
+/*
+ * A fill job (holding a reference): fetch one missing part into the copy,
+ * then queue itself again at the tail (other work of the queue goes between
+ * its parts), until no part is missing or the copy stops.
+ */
 static void fill_run(void *arg)
 {
 	struct reader *r = arg;
 	struct cm_err err;
+	enum cm_status st;
+	uint64_t i;
+	int fd;
 
 	pthread_mutex_lock(&r->lock);
-	for (;;) {
-		uint64_t i = r->dead || r->fill != FILL_RUNNING ? UINT64_MAX : fill_pick(r);
-		enum cm_status st;
-		if (i == UINT64_MAX)
-			break;
-		int fd = r->fill_fd;    /* closed only once no job is running */
-		r->fill_have[i] = FILL_BUSY;
-		r->fill_running++;
+	i = r->dead || r->fill != FILL_RUNNING || atomic_load(&reader_stopping) ? UINT64_MAX
+										 : fill_pick(r);
+	if (i == UINT64_MAX) {
 		pthread_mutex_unlock(&r->lock);
-		cm_err_clear(&err);
-		st = fetch_range(r, NULL, fd, i * r->part_size, (size_t)part_len(r, i), NULL, &err);
-		pthread_mutex_lock(&r->lock);
-		r->fill_running--;
-		if (st == CM_OK) {
-			r->fill_have[i] = FILL_HAVE;
-			r->stats.fill_parts++;
-		} else {
-			r->fill_have[i] = FILL_MISSING;
-			if (!r->dead && ++r->fill_failures >= READER_FILL_FAILURES) {
-				log_warn("read %s: local copy stopped after %d failed parts: %s", r->key,
-					 r->fill_failures, cm_status_str(st));
-				r->fill = FILL_STOPPED;
-			}
-		}
-		pthread_cond_broadcast(&r->cond);
+		reader_unref(r);
+		return;
 	}
+	fd = r->fill_fd;        /* closed only once no job is running */
+	r->fill_have[i] = FILL_BUSY;
+	r->fill_running++;
 	pthread_mutex_unlock(&r->lock);
-	reader_unref(r);
+	cm_err_clear(&err);
+	st = fetch_range(r, NULL, fd, i * r->part_size, (size_t)part_len(r, i), NULL, &err);
+	pthread_mutex_lock(&r->lock);
+	r->fill_running--;
+	if (st == CM_OK) {
+		r->fill_have[i] = FILL_HAVE;
+		r->stats.fill_parts++;
+	} else {
+		r->fill_have[i] = FILL_MISSING;
+		if (!r->dead && ++r->fill_failures >= READER_FILL_FAILURES) {
+			log_warn("read %s: local copy stopped after %d failed parts: %s", r->key,
+				 r->fill_failures, cm_status_str(st));
+			r->fill = FILL_STOPPED;
+		}
+	}
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	workq_submit(r->workq, fill_run, r);   /* the reference goes with it */
 }
 
-/*
- * After a random read at off: start the local copy once fill_after random
- * reads came (if the disk has room), or point it at this read's part. Lock held.
- */
-static void fill_note_random(struct reader *r, uint64_t off)
+/* Take the file for the copy (off the reader's lock: it is disk work), then start the jobs. */
+static void fill_start(void *arg)
 {
-	int jobs;
+	struct reader *r = arg;
+	int fd = fdata_disk_take_file(r->disk, r->size), jobs;
 
-	if (r->fill == FILL_RUNNING && r->fill_have[off / r->part_size] == FILL_MISSING)
-		r->fill_next = off / r->part_size;
-	if (r->fill != FILL_NONE || !r->fill_after || !r->disk || !r->workq ||
-	    ++r->random_reads < r->fill_after || r->size <= r->part_size)
-		return;
-	r->fill_fd = fdata_disk_take_file(r->disk, r->size);
-	if (r->fill_fd < 0) {
-		log_debug("read %s: no room for a local copy of %llu bytes", r->key,
-			  (unsigned long long)r->size);
+	pthread_mutex_lock(&r->lock);
+	if (fd < 0 || r->dead) {
+		if (fd < 0)
+			log_debug("read %s: no room for a local copy of %llu bytes", r->key,
+				  (unsigned long long)r->size);
+		else
+			fdata_disk_put_file(r->disk, fd, r->size);
 		r->fill = FILL_STOPPED;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+		reader_unref(r);
 		return;
 	}
-	r->fill = FILL_RUNNING;
+	r->fill_fd = fd;
 	r->n_parts = (r->size + r->part_size - 1) / r->part_size;
 	r->fill_have = xcalloc(r->n_parts, 1);
-	r->fill_next = off / r->part_size;
+	r->fill = FILL_RUNNING;
 	jobs = (int)(r->max_window / r->part_size);
 	if (jobs < 1)
 		jobs = 1;
@@ -604,10 +628,30 @@ static void fill_note_random(struct reader *r, uint64_t off)
 	if ((uint64_t)jobs > r->n_parts)
 		jobs = (int)r->n_parts;
 	log_debug("read %s: random reads: filling a local copy, %d parts at once", r->key, jobs);
-	for (int k = 0; k < jobs; k++) {
-		r->refs++;
+	r->refs += jobs;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	for (int k = 0; k < jobs; k++)
 		workq_submit(r->workq, fill_run, r);
-	}
+	reader_unref(r);
+}
+
+/*
+ * After a random read at off: start the local copy once fill_after random
+ * reads came (of an object whose version is known), or point it at this
+ * read's part. Lock held.
+ */
+static void fill_note_random(struct reader *r, uint64_t off)
+{
+	if (r->fill == FILL_RUNNING && r->fill_have[off / r->part_size] == FILL_MISSING)
+		r->fill_next = off / r->part_size;
+	if (r->fill != FILL_NONE || !r->fill_after || !r->disk || !r->workq || !r->etag ||
+	    ++r->random_reads < r->fill_after || r->size <= r->part_size)
+		return;
+	r->fill = FILL_STARTING;
+	r->fill_next = off / r->part_size;
+	r->refs++;
+	workq_submit(r->workq, fill_start, r);
 }
 
 /* ---- streams and the window ---- */
@@ -846,19 +890,6 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 			part_drop(r, p);
 			p = NULL;
 		}
-		if (p && p->state == PART_WANT && waiting < 2) {
-			/*
-			 * Its memory is normally a moment away; if the budget is
-			 * spent it may be long, and this read goes on without it.
-			 */
-			if (!waiting) {
-				deadline_after(&deadline, READER_WANT_WAIT_MS);
-				waiting = 1;
-			}
-			if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
-				waiting = 2;
-			continue;
-		}
 		if (r->fill_have && r->fill_have[index] == FILL_HAVE) {
 			/* in the local copy (the file lives until reader_destroy) */
 			uint64_t n = (end < part_end ? end : part_end) - pos;
@@ -876,11 +907,25 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 				 got < 0 ? strerror(errno) : "short read");
 			r->fill_have[index] = FILL_BUSY;        /* never again; the store has it */
 		}
+		if (p && p->state == PART_WANT && waiting < 2) {
+			/*
+			 * Its memory is normally a moment away; if the budget is
+			 * spent it may be long, and this read goes on without it.
+			 */
+			if (!waiting) {
+				deadline_after(&deadline, READER_WANT_WAIT_MS);
+				waiting = 1;
+			}
+			if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
+				waiting = 2;
+			continue;
+		}
 		/* no memory for it, or a random read: straight into buf */
 		run_end = end < part_end ? end : part_end;
 		while (run_end < end) {
 			struct part *q = find_part(r, part_index(r, run_end));
-			if (q && q->state != PART_WANT)
+			if ((q && q->state != PART_WANT) ||
+			    (r->fill_have && r->fill_have[part_index(r, run_end)] == FILL_HAVE))
 				break;
 			run_end = end - run_end < r->part_size ? end : run_end + r->part_size;
 		}
@@ -1034,6 +1079,15 @@ void reader_stats(struct reader *r, struct reader_stats *out)
 	pthread_mutex_lock(&r->lock);
 	*out = r->stats;
 	pthread_mutex_unlock(&r->lock);
+}
+
+void reader_shutdown(void)
+{
+	atomic_store(&reader_stopping, 1);
+	while (atomic_load(&reader_fetching)) {
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }
 
 void reader_destroy(struct reader *r)

@@ -103,6 +103,13 @@ int reader_adopt(struct reader *r, char *data);
 
 void reader_stats(struct reader *r, struct reader_stats *out);
 
+/*
+ * At the end of a mount, before the store goes (readers of files the kernel
+ * never released may still be fetching): every reader's fetches stop, and
+ * this returns once none is running. For good: no reader fetches after it.
+ */
+void reader_shutdown(void);
+
 /* Waits for fetches in flight, frees every part. NULL is a no-op. */
 void reader_destroy(struct reader *r);
 

@@ -544,6 +544,19 @@ TEST(random_small_reads)
 
 /* ---- the local copy of an object read at random ---- */
 
+/* A reader that knows the object's ETag (a copy is made only of a known version). */
+static struct reader *open_reader_pinned(struct env *e, const struct reader_opts *o)
+{
+	struct s3_object_head head;
+	struct cm_err err;
+	struct reader *r;
+
+	REQUIRE(store_head(e->mem, KEY, &head, &err) == CM_OK);
+	r = reader_create(e->top, KEY, e->size, head.etag, o);
+	s3_object_head_release(&head);
+	return r;
+}
+
 /* A staging directory of its own with limit bytes of budget. */
 static struct fdata_disk *disk_new(char *dir, uint64_t limit)
 {
@@ -610,7 +623,7 @@ TEST(random_reads_fill_a_local_copy)
 	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
 	o.disk = disk;
 	o.fill_after = 4;
-	r = open_reader(&e, &o);
+	r = open_reader_pinned(&e, &o);
 	CHECK_INT(random_reads(&e, r, 3, &x), 0);
 	reader_stats(r, &st);
 	CHECK_INT(st.fill_parts, 0);            /* not yet */
@@ -645,15 +658,23 @@ TEST(no_local_copy_without_room)
 	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
 	o.disk = disk;
 	o.fill_after = 0;
-	r = open_reader(&e, &o);
+	r = open_reader_pinned(&e, &o);
 	CHECK_INT(random_reads(&e, r, 40, &x), 0);
 	reader_stats(r, &st);
 	CHECK_INT(st.fill_parts, 0);
 	CHECK_INT(st.gets, 40);
 	reader_destroy(r);
 
-	o.fill_after = 2;               /* 4 MiB + 1 > half of 8 MiB */
-	r = open_reader(&e, &o);
+	o.fill_after = 2;
+	r = open_reader(&e, &o);        /* the version is not known */
+	CHECK_INT(random_reads(&e, r, 40, &x), 0);
+	sleep_ms(50);
+	reader_stats(r, &st);
+	CHECK_INT(st.fill_parts, 0);
+	reader_destroy(r);
+
+	/* 4 MiB + 1 > half of 8 MiB */
+	r = open_reader_pinned(&e, &o);
 	CHECK_INT(random_reads(&e, r, 40, &x), 0);
 	sleep_ms(50);
 	reader_stats(r, &st);
@@ -684,7 +705,7 @@ TEST(local_copy_with_faults_and_destroy)
 	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
 	o.disk = disk;
 	o.fill_after = 2;
-	r = open_reader(&e, &o);
+	r = open_reader_pinned(&e, &o);
 	CHECK_INT(random_reads(&e, r, 2, &x), 0);
 	CHECK_INT(wait_filled(r, 12), 12);
 	CHECK_INT(random_reads(&e, r, 100, &x), 0);
@@ -692,7 +713,7 @@ TEST(local_copy_with_faults_and_destroy)
 
 	store_fault_set_truncate_gets(e.fault, 0);
 	store_fault_set_delay(e.fault, 30);
-	r = open_reader(&e, &o);
+	r = open_reader_pinned(&e, &o);
 	CHECK_INT(random_reads(&e, r, 2, &x), 0);
 	sleep_ms(40);                   /* the fill's first GETs are under way */
 	reader_destroy(r);
@@ -1121,6 +1142,46 @@ TEST(budget_buffer_cache)
 	membudget_destroy(b);
 }
 
+/*
+ * The end of a mount: reader_shutdown stops the copy and read-ahead of
+ * readers never destroyed (files the kernel did not release), returns once
+ * no fetch runs, and none starts after it. Last: it is for the process.
+ */
+TEST(shutdown_stops_every_fetch)
+{
+	struct env e;
+	struct reader_opts o;
+	struct reader *r;
+	struct reader_stats st;
+	struct cm_err err;
+	char dir[64], buf[4096];
+	struct fdata_disk *disk = disk_new(dir, 1024 * MIB);
+	uint64_t x = 11, gets;
+	int64_t t0;
+
+	env_init(&e, 8 * MIB, 4, 16 * MIB, 0);
+	store_fault_set_delay(e.fault, 30);
+	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
+	o.disk = disk;
+	o.fill_after = 2;
+	r = open_reader_pinned(&e, &o);
+	CHECK_INT(random_reads(&e, r, 2, &x), 0);
+	sleep_ms(60);                   /* the copy is under way */
+	t0 = util_now_ms();
+	reader_shutdown();
+	CHECK(util_now_ms() - t0 < 1000);
+	gets = store_mem_calls(e.mem, STORE_OP_GET);
+	CHECK(reader_read(r, 100, sizeof(buf), buf, &err) < 0);
+	CHECK_INT(err.status, CM_E_CANCELLED);
+	sleep_ms(100);
+	CHECK_INT(store_mem_calls(e.mem, STORE_OP_GET), gets);
+	reader_stats(r, &st);
+	CHECK(st.fill_parts < 32);
+	reader_destroy(r);
+	env_release(&e);
+	disk_done(disk, dir);
+}
+
 TH_MAIN_BEGIN("test_reader")
 	log_set_level(LOG_LVL_ERROR);
 	alarm(60);
@@ -1146,4 +1207,5 @@ TH_MAIN_BEGIN("test_reader")
 	RUN(reply_reads_lend_parts);
 	RUN(reply_parts_dropped_while_lent);
 	RUN(budget_buffer_cache);
+	RUN(shutdown_stops_every_fetch); /* last: for the whole process */
 TH_MAIN_END
