@@ -104,6 +104,8 @@
 #define READER_PUBLISH (128 * 1024)     /* a part's bytes are shown to reads in steps of this */
 #define READER_FILL_JOBS 4      /* parts of the local copy fetched at once, at most */
 #define READER_FILL_FAILURES 3  /* failed parts after which the fill stops */
+#define READER_FILL_SLOW_US 5000 /* only reads that wait this long on average are worth a copy */
+#define READER_FILL_SMALL (128 * 1024)  /* reads this small wait for the round trip, not the bytes */
 
 enum fill_part { FILL_MISSING = 0, FILL_BUSY, FILL_HAVE };
 enum fill_state { FILL_NONE = 0, FILL_STARTING, FILL_RUNNING, FILL_STOPPED };
@@ -177,7 +179,7 @@ struct reader {
 	/* the local copy (see reader.h); under lock unless noted */
 	struct fdata_disk *disk;
 	unsigned fill_after;
-	unsigned random_reads;          /* reads that started no sequential stream */
+	uint64_t direct_n, direct_us;   /* reads fetched straight from the store, and their time */
 	enum fill_state fill;
 	int fill_fd;                    /* -1: none; set once, closed by reader_destroy */
 	unsigned char *fill_have;       /* per part: enum fill_part */
@@ -636,17 +638,33 @@ static void fill_start(void *arg)
 	reader_unref(r);
 }
 
-/*
- * After a random read at off: start the local copy once fill_after random
- * reads came (of an object whose version is known), or point it at this
- * read's part. Lock held.
- */
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* A random read at off: the copy, if it runs, fills that part next. Lock held. */
 static void fill_note_random(struct reader *r, uint64_t off)
 {
 	if (r->fill == FILL_RUNNING && r->fill_have[off / r->part_size] == FILL_MISSING)
 		r->fill_next = off / r->part_size;
+}
+
+/*
+ * After a random read at off fetched straight from the store: start the
+ * local copy once fill_after such reads, each of at most READER_FILL_SMALL
+ * bytes, waited READER_FILL_SLOW_US on average (a server a round trip away:
+ * close by, each read costs less than the copy would take from the others),
+ * for an object whose version is known. Lock held.
+ */
+static void fill_maybe_start(struct reader *r, uint64_t off)
+{
 	if (r->fill != FILL_NONE || !r->fill_after || !r->disk || !r->workq || !r->etag ||
-	    ++r->random_reads < r->fill_after || r->size <= r->part_size)
+	    r->direct_n < r->fill_after || r->direct_us < r->direct_n * READER_FILL_SLOW_US ||
+	    r->size <= r->part_size)
 		return;
 	r->fill = FILL_STARTING;
 	r->fill_next = off / r->part_size;
@@ -841,8 +859,11 @@ static size_t clip_len(const struct reader *r, uint64_t off, size_t len)
 	return len;
 }
 
-/* Account a read of [off, end) to its stream and move the window. Lock held. */
-static void note_read(struct reader *r, uint64_t off, uint64_t end)
+/*
+ * Account a read of [off, end) to its stream and move the window. Returns 1
+ * when the read is random (its stream has no streak). Lock held.
+ */
+static int note_read(struct reader *r, uint64_t off, uint64_t end)
 {
 	struct stream *s = stream_for_read(r, off, end);
 
@@ -850,6 +871,7 @@ static void note_read(struct reader *r, uint64_t off, uint64_t end)
 	schedule(r, s);
 	if (!s->streak)
 		fill_note_random(r, off);
+	return !s->streak;
 }
 
 /*
@@ -857,9 +879,10 @@ static void note_read(struct reader *r, uint64_t off, uint64_t end)
  * what no part holds. Called and returns with the lock held (dropped while a
  * GET runs). Returns len, or -1 with err filled.
  */
-static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err)
+static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf, int is_random,
+			   struct cm_err *err)
 {
-	uint64_t end = off + len, pos = off;
+	uint64_t end = off + len, pos = off, t0;
 	struct timespec deadline;
 	int waiting = 0;        /* 1: deadline set; 2: it passed */
 
@@ -930,8 +953,14 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 			run_end = end - run_end < r->part_size ? end : run_end + r->part_size;
 		}
 		pthread_mutex_unlock(&r->lock);
+		t0 = now_us();
 		st = fetch_range(r, NULL, -1, pos, (size_t)(run_end - pos), buf + (pos - off), err);
 		pthread_mutex_lock(&r->lock);
+		if (is_random && run_end - pos <= READER_FILL_SMALL) {
+			r->direct_n++;
+			r->direct_us += now_us() - t0;
+			fill_maybe_start(r, pos);
+		}
 		if (st != CM_OK) {
 			log_warn("read %s: %zu bytes at %llu failed: %s", r->key, len,
 				 (unsigned long long)off, cm_status_str(st));
@@ -946,14 +975,15 @@ static ssize_t copy_locked(struct reader *r, uint64_t off, size_t len, char *buf
 ssize_t reader_read(struct reader *r, uint64_t off, size_t len, char *buf, struct cm_err *err)
 {
 	ssize_t ret;
+	int is_random;
 
 	cm_err_clear(err);
 	len = clip_len(r, off, len);
 	if (len == 0)
 		return 0;
 	pthread_mutex_lock(&r->lock);
-	note_read(r, off, off + len);
-	ret = copy_locked(r, off, len, buf, err);
+	is_random = note_read(r, off, off + len);
+	ret = copy_locked(r, off, len, buf, is_random, err);
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
@@ -998,7 +1028,7 @@ ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_rep
 {
 	struct iovec iov[READER_REPLY_IOV];
 	struct part *pinned[READER_REPLY_IOV];
-	int n, fetching;
+	int n, fetching, is_random;
 	char *buf;
 	ssize_t ret;
 
@@ -1011,7 +1041,7 @@ ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_rep
 		return 0;
 	}
 	pthread_mutex_lock(&r->lock);
-	note_read(r, off, off + len);
+	is_random = note_read(r, off, off + len);
 	/* the usual case: the window has (or is about to have) every byte */
 	for (;;) {
 		n = pin_ready(r, off, off + len, iov, pinned, READER_REPLY_IOV, &fetching);
@@ -1045,7 +1075,7 @@ ssize_t reader_read_reply(struct reader *r, uint64_t off, size_t len, reader_rep
 		return -1;
 	}
 	pthread_mutex_lock(&r->lock);
-	ret = copy_locked(r, off, len, buf, err);
+	ret = copy_locked(r, off, len, buf, is_random, err);
 	pthread_mutex_unlock(&r->lock);
 	if (ret >= 0) {
 		iov[0].iov_base = buf;

@@ -11,10 +11,12 @@
  * asked for (a single ranged GET, rounded up to 64 KiB), never whole parts.
  * No read downloads the whole object first.
  *
- * Random access that goes on (fill_after random reads) fills a local copy:
- * the whole object is fetched in parts, in parallel, into an unlinked sparse
- * file of the staging directory (when the staging budget and the disk have
- * room: see fdata_disk_take_file), starting at the part of the latest miss;
+ * Random access that goes on and waits (fill_after reads fetched straight
+ * from the store, 5 ms or more each on average: a server a round trip away)
+ * fills a local copy of an object whose ETag is known: the whole object is
+ * fetched in parts, 4 at a time, each job queued again after each part, into
+ * an unlinked sparse file of the staging directory (when the staging budget
+ * and the disk have room: see fdata_disk_take_file), from the latest miss on;
  * reads of parts already there are served from it, the others still fetch
  * just their bytes. So a program reading a big object at random (a database,
  * an archive index) costs one download of it, not a round trip per read. The
