@@ -605,9 +605,10 @@ static uint64_t wait_filled(struct reader *r, uint64_t parts)
 }
 
 /*
- * After fill_after random reads the whole object is copied to disk in the
- * background, and random reads are then answered from the copy: no more GETs.
- * The copy's disk goes back when the reader goes.
+ * After fill_after random reads that each waited (a store 6 ms away) the
+ * whole object is copied to disk in the background, and random reads are
+ * then answered from the copy: no more GETs. The copy's disk goes back when
+ * the reader goes.
  */
 TEST(random_reads_fill_a_local_copy)
 {
@@ -620,6 +621,7 @@ TEST(random_reads_fill_a_local_copy)
 	uint64_t x = 99, gets;
 
 	env_init(&e, 4 * MIB + 777, 4, 16 * MIB, 0);
+	store_fault_set_delay(e.fault, 6);
 	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
 	o.disk = disk;
 	o.fill_after = 4;
@@ -643,7 +645,11 @@ TEST(random_reads_fill_a_local_copy)
 	disk_done(disk, dir);
 }
 
-/* No copy with fill_after 0, nor when it would take over half the staging budget. */
+/*
+ * No copy with fill_after 0, of an object whose version is unknown, when the
+ * reads are quick (a store close by), nor when it would take over half the
+ * staging budget.
+ */
 TEST(no_local_copy_without_room)
 {
 	struct env e;
@@ -657,12 +663,21 @@ TEST(no_local_copy_without_room)
 	env_init(&e, 4 * MIB + 1, 4, 16 * MIB, 0);
 	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
 	o.disk = disk;
-	o.fill_after = 0;
-	r = open_reader_pinned(&e, &o);
+	o.fill_after = 2;
+	r = open_reader_pinned(&e, &o);        /* quick reads */
 	CHECK_INT(random_reads(&e, r, 40, &x), 0);
+	sleep_ms(50);
 	reader_stats(r, &st);
 	CHECK_INT(st.fill_parts, 0);
-	CHECK_INT(st.gets, 40);
+	reader_destroy(r);
+
+	store_fault_set_delay(e.fault, 6);      /* the rest are slow */
+	o.fill_after = 0;
+	r = open_reader_pinned(&e, &o);
+	CHECK_INT(random_reads(&e, r, 10, &x), 0);
+	reader_stats(r, &st);
+	CHECK_INT(st.fill_parts, 0);
+	CHECK_INT(st.gets, 10);
 	reader_destroy(r);
 
 	o.fill_after = 2;
@@ -702,6 +717,7 @@ TEST(local_copy_with_faults_and_destroy)
 
 	env_init(&e, 3 * MIB, 4, 16 * MIB, 0);
 	store_fault_set_truncate_gets(e.fault, 0.3);
+	store_fault_set_delay(e.fault, 6);
 	o = opts_of(&e, 256 * KIB, 0, 1 * MIB);
 	o.disk = disk;
 	o.fill_after = 2;
