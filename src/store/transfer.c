@@ -157,6 +157,24 @@ static void *cache_take(struct membudget *b, size_t n)
 	return NULL;
 }
 
+/*
+ * Count n bytes in use and let go of the lock (held on entry): p, a buffer
+ * from the cache, or a new one (NULL, with nothing counted, if that fails).
+ */
+static void *take_unlock(struct membudget *b, void *p, size_t n)
+{
+	b->used += n;
+	if (b->used > b->peak)
+		b->peak = b->used;
+	pthread_mutex_unlock(&b->lock);
+	if (!p) {
+		p = big_alloc(n);
+		if (!p)
+			membudget_release(b, n);
+	}
+	return p;
+}
+
 void *membudget_alloc(struct membudget *b, size_t n)
 {
 	void *p;
@@ -172,16 +190,7 @@ void *membudget_alloc(struct membudget *b, size_t n)
 			break;
 		pthread_cond_wait(&b->cond, &b->lock);
 	}
-	b->used += n;
-	if (b->used > b->peak)
-		b->peak = b->used;
-	pthread_mutex_unlock(&b->lock);
-	if (!p) {
-		p = big_alloc(n);
-		if (!p)
-			membudget_release(b, n);
-	}
-	return p;
+	return take_unlock(b, p, n);
 }
 
 void *membudget_try_alloc(struct membudget *b, size_t n)
@@ -197,16 +206,7 @@ void *membudget_try_alloc(struct membudget *b, size_t n)
 			return NULL;
 		}
 	}
-	b->used += n;
-	if (b->used > b->peak)
-		b->peak = b->used;
-	pthread_mutex_unlock(&b->lock);
-	if (!p) {
-		p = big_alloc(n);
-		if (!p)
-			membudget_release(b, n);
-	}
-	return p;
+	return take_unlock(b, p, n);
 }
 
 void membudget_free(struct membudget *b, void *p, size_t n)
