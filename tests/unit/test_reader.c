@@ -85,10 +85,20 @@ static void count_destroy(struct store *s)
 
 static struct store_ops count_ops;
 
+/* A test layer with ops and ctx over inner (which it owns). */
+static struct store *layer_new(struct store *inner, const struct store_ops *ops, void *ctx)
+{
+	struct store *s = xcalloc(1, sizeof(*s));
+
+	s->ops = ops;
+	s->ctx = ctx;
+	s->next = inner;
+	return s;
+}
+
 /* Takes ownership of inner. */
 static struct store *count_create(struct store *inner)
 {
-	struct store *s = xcalloc(1, sizeof(*s));
 	struct count_ctx *c = xcalloc(1, sizeof(*c));
 
 	count_ops = store_pass_ops;
@@ -97,10 +107,7 @@ static struct store *count_create(struct store *inner)
 	count_ops.destroy = count_destroy;
 	atomic_init(&c->in_flight, 0);
 	atomic_init(&c->max_in_flight, 0);
-	s->ops = &count_ops;
-	s->ctx = c;
-	s->next = inner;
-	return s;
+	return layer_new(inner, &count_ops, c);
 }
 
 /*
@@ -168,7 +175,6 @@ static struct store_ops gate_ops;
 /* Takes ownership of inner. */
 static struct store *gate_create(struct store *inner, uint64_t gate_after)
 {
-	struct store *s = xcalloc(1, sizeof(*s));
 	struct gate_ctx *g = xcalloc(1, sizeof(*g));
 
 	gate_ops = store_pass_ops;
@@ -178,10 +184,7 @@ static struct store *gate_create(struct store *inner, uint64_t gate_after)
 	pthread_mutex_init(&g->lock, NULL);
 	pthread_cond_init(&g->cond, NULL);
 	g->gate_after = gate_after;
-	s->ops = &gate_ops;
-	s->ctx = g;
-	s->next = inner;
-	return s;
+	return layer_new(inner, &gate_ops, g);
 }
 
 /* A mem store holding KEY (size bytes of the pattern), a fault layer, a pool, a budget. */
