@@ -643,8 +643,7 @@ TEST(random_reads_fill_a_local_copy)
 	/* a sequential read over it is still right */
 	CHECK_INT(read_span(&e, r, 0, e.size, 100 * KIB, &(struct cm_err){ 0 }), e.size);
 	reader_destroy(r);
-	CHECK_INT(membudget_used(e.budget), 0);
-	env_release(&e);
+	env_release(&e);        /* checks the budget is all back, once the queue ran dry */
 	disk_done(disk, dir);
 }
 
